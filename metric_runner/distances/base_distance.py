@@ -1,0 +1,91 @@
+import torch
+
+from ..utils.module_with_records import ModuleWithRecords
+
+
+class BaseDistance(ModuleWithRecords):
+    """A (Nq, Nr) matrix of distances or similarities between query and reference rows.
+
+    `is_inverted` is True for similarities (larger = closer). Losses ask the distance which
+    direction is closer (`margin`, `smallest_dist`, `largest_dist`) instead of assuming one.
+    """
+
+    def __init__(self, normalize_embeddings=True, p=2, power=1, is_inverted=False, **kwargs):
+        super().__init__(**kwargs)
+        self.normalize_embeddings = normalize_embeddings
+        self.p = p
+        self.power = power
+        self.is_inverted = is_inverted
+        self.add_to_recordable_attributes(list_of_names=["p", "power"], is_stat=False)
+
+    def forward(self, query_emb, ref_emb=None):
+        self.reset_stats()
+        self.check_embeddings(query_emb, ref_emb)
+        query_normalized = self.maybe_normalize(query_emb)
+        ref_normalized = query_normalized if ref_emb is None else self.maybe_normalize(ref_emb)
+        self.set_default_stats(query_emb, ref_emb, query_normalized, ref_normalized)
+        mat = self.compute_mat(query_normalized, ref_normalized)
+        if self.power != 1:
+            mat = mat**self.power
+        return mat
+
+    def compute_mat(self, query_emb, ref_emb):
+        """The full (Nq, Nr) matrix; each subclass defines its formula."""
+        raise NotImplementedError
+
+    def pairwise_distance(self, query_emb, ref_emb):
+        """Distance between row i of query_emb and row i of ref_emb, for every i."""
+        raise NotImplementedError
+
+    def smallest_dist(self, *args, **kwargs):
+        """The 'closest' value: max for similarities, min for distances."""
+        return torch.max(*args, **kwargs) if self.is_inverted else torch.min(*args, **kwargs)
+
+    def largest_dist(self, *args, **kwargs):
+        return torch.min(*args, **kwargs) if self.is_inverted else torch.max(*args, **kwargs)
+
+    def margin(self, x, y):
+        """How much farther x is than y (positive when y is the closer one)."""
+        return y - x if self.is_inverted else x - y
+
+    def normalize(self, embeddings, dim=1, **kwargs):
+        return torch.nn.functional.normalize(embeddings, p=self.p, dim=dim, **kwargs)
+
+    def maybe_normalize(self, embeddings, dim=1, **kwargs):
+        return self.normalize(embeddings, dim=dim, **kwargs) if self.normalize_embeddings else embeddings
+
+    def get_norm(self, embeddings, dim=1, **kwargs):
+        return torch.linalg.vector_norm(embeddings, ord=self.p, dim=dim, **kwargs)
+
+    def check_embeddings(self, query_emb, ref_emb):
+        for name, emb in (("query_emb", query_emb), ("ref_emb", ref_emb)):
+            if emb is not None and emb.ndim != 2:
+                raise ValueError(f"{name} must be 2D (N, embedding_size), got {tuple(emb.shape)}")
+        if ref_emb is not None and ref_emb.shape[1] != query_emb.shape[1]:
+            raise ValueError(
+                f"query_emb and ref_emb have different embedding sizes "
+                f"({query_emb.shape[1]} vs {ref_emb.shape[1]})"
+            )
+
+    def set_default_stats(self, query_emb, ref_emb, query_normalized, ref_normalized):
+        if not self.collect_stats:
+            return
+        ref_emb = query_emb if ref_emb is None else ref_emb
+        with torch.no_grad():
+            self.initial_avg_query_norm = torch.mean(self.get_norm(query_emb)).item()
+            self.initial_avg_ref_norm = torch.mean(self.get_norm(ref_emb)).item()
+            self.final_avg_query_norm = torch.mean(self.get_norm(query_normalized)).item()
+            self.final_avg_ref_norm = torch.mean(self.get_norm(ref_normalized)).item()
+
+    def reset_stats(self):
+        super().reset_stats()
+        if self.collect_stats:
+            self.add_to_recordable_attributes(
+                list_of_names=[
+                    "initial_avg_query_norm",
+                    "initial_avg_ref_norm",
+                    "final_avg_query_norm",
+                    "final_avg_ref_norm",
+                ],
+                is_stat=True,
+            )

@@ -1,0 +1,3 @@
+from .base_metric_loss_function import BaseMetricLossFunction
+from .generic_pair_loss import GenericPairLoss
+from .mixins import EmbeddingRegularizerMixin, WeightRegularizerMixin

@@ -1,0 +1,52 @@
+import torch
+
+from ..utils import common_functions as c_f
+from ..utils.module_with_records import ModuleWithRecordsAndDistance
+
+
+class BaseMiner(ModuleWithRecordsAndDistance):
+    """miner(embeddings, labels, ref_emb=None, ref_labels=None) -> index tuple, under no_grad.
+
+    Returns a pair 4-tuple (a1, p, a2, n) or a triplet 3-tuple (a, p, n) of long tensors
+    indexing embeddings (anchors) and ref_emb (positives, negatives).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_to_recordable_attributes(
+            list_of_names=["num_pos_pairs", "num_neg_pairs", "num_triplets"], is_stat=True
+        )
+
+    def mine(self, embeddings, labels, ref_emb, ref_labels):
+        raise NotImplementedError(f"{type(self).__name__} must define mine")
+
+    def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
+        self.reset_stats()
+        with torch.no_grad():
+            c_f.check_shapes(embeddings, labels)
+            if labels is None:
+                raise ValueError(f"{type(self).__name__} needs labels to mine tuples.")
+            labels = c_f.to_device(labels, embeddings)
+            ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
+            mining_output = self.mine(embeddings, labels, ref_emb, ref_labels)
+        self.record_output_stats(mining_output)
+        return mining_output
+
+    def record_output_stats(self, mining_output):
+        if len(mining_output) not in (3, 4):
+            raise RuntimeError(
+                f"{type(self).__name__}.mine returned {len(mining_output)} tensors; expected 3 or 4"
+            )
+        if not self.collect_stats:
+            return
+        if len(mining_output) == 4:
+            self.num_pos_pairs = len(mining_output[0])
+            self.num_neg_pairs = len(mining_output[2])
+        else:
+            self.num_triplets = len(mining_output[0])
+
+    @staticmethod
+    def ref_labels_or_none(embeddings, ref_emb, ref_labels):
+        """The ref labels to pass to pair/triplet helpers: None when ref is the query set,
+        which removes self-comparisons."""
+        return None if ref_emb is embeddings else ref_labels

@@ -1,0 +1,10 @@
+import torch
+
+from .base_reducer import BaseReducer
+
+
+class MeanReducer(BaseReducer):
+    """The mean over all losses, zero-valued ones included."""
+
+    def element_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
+        return torch.mean(losses)

@@ -1,0 +1,107 @@
+"""Base modules that record statistics (for loggers such as record-keeper) and hold a
+reducer and/or a distance."""
+
+import copy
+
+import torch
+
+from . import common_functions as c_f
+
+
+class ModuleWithRecords(torch.nn.Module):
+    """A module whose listed attributes are picked up by loggers.
+
+    `_record_these` names every recordable attribute; `_record_these_stats` names the
+    statistics that are reset to zero at each forward call.
+    """
+
+    def __init__(self, collect_stats=None):
+        super().__init__()
+        self.collect_stats = c_f.COLLECT_STATS if collect_stats is None else collect_stats
+
+    def add_to_recordable_attributes(self, name=None, list_of_names=None, is_stat=False):
+        names = list(list_of_names or []) + ([name] if name is not None else [])
+        for n in names:
+            if is_stat and not self.collect_stats:
+                continue
+            for attr in ("_record_these",) + (("_record_these_stats",) if is_stat else ()):
+                if not hasattr(self, attr):
+                    setattr(self, attr, [])
+                if n not in getattr(self, attr):
+                    getattr(self, attr).append(n)
+            if is_stat:
+                setattr(self, n, 0)
+
+    def reset_stats(self):
+        for name in getattr(self, "_record_these_stats", []):
+            setattr(self, name, 0)
+
+
+class ModuleWithRecordsAndReducer(ModuleWithRecords):
+    def __init__(self, reducer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.set_reducer(reducer)
+
+    def get_default_reducer(self):
+        from ..reducers import MeanReducer
+
+        return MeanReducer()
+
+    def sub_loss_names(self):
+        return ["loss"]
+
+    def set_reducer(self, reducer):
+        """One reducer per sub-loss: a single reducer is copied to each sub-loss."""
+        from ..reducers import DoNothingReducer, MultipleReducers
+
+        if isinstance(reducer, (MultipleReducers, DoNothingReducer)):
+            self.reducer = reducer
+            return
+        names = self.sub_loss_names()
+        if len(names) == 1:
+            self.reducer = self.get_default_reducer() if reducer is None else copy.deepcopy(reducer)
+            return
+        self.reducer = MultipleReducers(
+            {
+                name: self.get_default_reducer() if reducer is None else copy.deepcopy(reducer)
+                for name in names
+            }
+        )
+
+    def reset_stats(self):
+        super().reset_stats()
+        self.reducer.reset_stats()
+
+
+class ModuleWithRecordsAndDistance(ModuleWithRecords):
+    def __init__(self, distance=None, **kwargs):
+        super().__init__(**kwargs)
+        self.distance = self.get_default_distance() if distance is None else distance
+
+    def get_default_distance(self):
+        from ..distances import LpDistance
+
+        return LpDistance(p=2)
+
+    def reset_stats(self):
+        super().reset_stats()
+        self.distance.reset_stats()
+
+
+class ModuleWithRecordsReducerAndDistance(ModuleWithRecordsAndReducer):
+    """Holds both; the distance is set before the reducer because a loss's default reducer
+    and sub-loss names may depend on it."""
+
+    def __init__(self, distance=None, reducer=None, **kwargs):
+        ModuleWithRecords.__init__(self, **kwargs)
+        self.distance = self.get_default_distance() if distance is None else distance
+        self.set_reducer(reducer)
+
+    def get_default_distance(self):
+        from ..distances import LpDistance
+
+        return LpDistance(p=2)
+
+    def reset_stats(self):
+        super().reset_stats()
+        self.distance.reset_stats()
