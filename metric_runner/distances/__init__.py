@@ -4,12 +4,3 @@ from .cosine_similarity import CosineSimilarity
 from .dot_product_similarity import DotProductSimilarity
 from .lp_distance import LpDistance
 from .snr_distance import SNRDistance
-
-__all__ = [
-    "BaseDistance",
-    "BatchedDistance",
-    "CosineSimilarity",
-    "DotProductSimilarity",
-    "LpDistance",
-    "SNRDistance",
-]

@@ -1,9 +1,11 @@
+import abc
+
 import torch
 
 from ..utils.module_with_records import ModuleWithRecords
 
 
-class BaseDistance(ModuleWithRecords):
+class BaseDistance(ModuleWithRecords, abc.ABC):
     """A (Nq, Nr) matrix of distances or similarities between query and reference rows.
 
     `is_inverted` is True for similarities (larger = closer). Losses ask the distance which
@@ -20,7 +22,7 @@ class BaseDistance(ModuleWithRecords):
 
     def forward(self, query_emb, ref_emb=None):
         self.reset_stats()
-        self.check_embeddings(query_emb, ref_emb)
+        self.check_shapes(query_emb, ref_emb)
         query_normalized = self.maybe_normalize(query_emb)
         ref_normalized = query_normalized if ref_emb is None else self.maybe_normalize(ref_emb)
         self.set_default_stats(query_emb, ref_emb, query_normalized, ref_normalized)
@@ -29,13 +31,14 @@ class BaseDistance(ModuleWithRecords):
             mat = mat**self.power
         return mat
 
+    @abc.abstractmethod
     def compute_mat(self, query_emb, ref_emb):
-        """The full (Nq, Nr) matrix; each subclass defines its formula."""
-        raise NotImplementedError
+        """The full (Nq, Nr) matrix of already-normalized rows; each subclass defines its formula."""
 
+    @abc.abstractmethod
     def pairwise_distance(self, query_emb, ref_emb):
-        """Distance between row i of query_emb and row i of ref_emb, for every i."""
-        raise NotImplementedError
+        """Distance between row i of query_emb and row i of ref_emb, for every i (rows are used
+        as given: no normalization, no power)."""
 
     def smallest_dist(self, *args, **kwargs):
         """The 'closest' value: max for similarities, min for distances."""
@@ -52,12 +55,16 @@ class BaseDistance(ModuleWithRecords):
         return torch.nn.functional.normalize(embeddings, p=self.p, dim=dim, **kwargs)
 
     def maybe_normalize(self, embeddings, dim=1, **kwargs):
-        return self.normalize(embeddings, dim=dim, **kwargs) if self.normalize_embeddings else embeddings
+        return (
+            self.normalize(embeddings, dim=dim, **kwargs)
+            if self.normalize_embeddings
+            else embeddings
+        )
 
     def get_norm(self, embeddings, dim=1, **kwargs):
         return torch.linalg.vector_norm(embeddings, ord=self.p, dim=dim, **kwargs)
 
-    def check_embeddings(self, query_emb, ref_emb):
+    def check_shapes(self, query_emb, ref_emb):
         for name, emb in (("query_emb", query_emb), ("ref_emb", ref_emb)):
             if emb is not None and emb.ndim != 2:
                 raise ValueError(f"{name} must be 2D (N, embedding_size), got {tuple(emb.shape)}")

@@ -5,20 +5,6 @@ from .divisor_reducer import DivisorReducer
 from .do_nothing_reducer import DoNothingReducer
 from .mean_reducer import MeanReducer
 from .multiple_reducers import MultipleReducers
-from .per_anchor_reducer import PerAnchorReducer, aggregation_func
+from .per_anchor_reducer import PerAnchorReducer
 from .sum_reducer import SumReducer
 from .threshold_reducer import ThresholdReducer
-
-__all__ = [
-    "AvgNonZeroReducer",
-    "BaseReducer",
-    "ClassWeightedReducer",
-    "DivisorReducer",
-    "DoNothingReducer",
-    "MeanReducer",
-    "MultipleReducers",
-    "PerAnchorReducer",
-    "SumReducer",
-    "ThresholdReducer",
-    "aggregation_func",
-]

@@ -4,7 +4,8 @@ from .base_reducer import BaseReducer
 
 
 class ClassWeightedReducer(BaseReducer):
-    """The mean of losses, each multiplied by the weight of its anchor's class."""
+    """mean_i(w[y_a(i)] · l_i): each loss is multiplied by the weight of its anchor's class
+    (the element's own class for element losses), then averaged."""
 
     def __init__(self, weights, **kwargs):
         super().__init__(**kwargs)
@@ -12,14 +13,17 @@ class ClassWeightedReducer(BaseReducer):
 
     def weighted_mean(self, losses, anchor_indices, labels):
         if labels is None:
-            raise ValueError("ClassWeightedReducer needs labels to look up each anchor's class weight.")
+            raise ValueError(
+                "ClassWeightedReducer needs labels to look up each anchor's class weight."
+            )
         weights = self.weights.to(device=losses.device, dtype=losses.dtype)
-        return torch.mean(losses * weights[labels[anchor_indices]])
+        anchor_labels = labels.to(losses.device)[anchor_indices]
+        return torch.mean(losses * weights[anchor_labels])
 
-    def element_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
+    def element_reduction(self, losses, loss_indices, embeddings, labels):
         return self.weighted_mean(losses, loss_indices, labels)
 
-    def pos_pair_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
+    def pos_pair_reduction(self, losses, loss_indices, embeddings, labels):
         return self.weighted_mean(losses, loss_indices[0], labels)
 
     neg_pair_reduction = pos_pair_reduction

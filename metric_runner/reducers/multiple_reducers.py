@@ -5,7 +5,8 @@ from .mean_reducer import MeanReducer
 
 
 class MultipleReducers(BaseReducer):
-    """One reducer per named sub-loss (a default for unnamed ones); the results are summed."""
+    """One reducer per named sub-loss (`default_reducer`, a MeanReducer unless given, for the
+    others); the reduced sub-losses are summed."""
 
     def __init__(self, reducers, default_reducer=None, **kwargs):
         super().__init__(**kwargs)
@@ -14,11 +15,19 @@ class MultipleReducers(BaseReducer):
 
     def forward(self, loss_dict, embeddings, labels):
         self.reset_stats()
-        total = 0
-        for name, loss_info in loss_dict.items():
-            reducer = self.reducers[name] if name in self.reducers else self.default_reducer
-            total = total + reducer({name: loss_info}, embeddings, labels)
-        return total
+        if len(loss_dict) == 0:
+            return self.zero_loss(embeddings)
+        sub_losses = [
+            self.reducer_for(name)({name: loss_info}, embeddings, labels)
+            for name, loss_info in loss_dict.items()
+        ]
+        return self.sub_loss_reduction(sub_losses, embeddings, labels)
+
+    def reducer_for(self, name):
+        return self.reducers[name] if name in self.reducers else self.default_reducer
+
+    def sub_loss_reduction(self, sub_losses, embeddings=None, labels=None):
+        return sum(sub_losses)
 
     def reset_stats(self):
         super().reset_stats()

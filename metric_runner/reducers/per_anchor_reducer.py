@@ -4,36 +4,51 @@ from .base_reducer import BaseReducer
 from .mean_reducer import MeanReducer
 
 
-def aggregation_func(per_anchor_sum, num_per_anchor):
-    """Default: the mean over each anchor's tuples (zero for anchors without any)."""
-    return per_anchor_sum / num_per_anchor.clamp(min=1)
+def aggregation_func(x, num_per_row):
+    """The mean of each anchor's pair losses: row sums of the (N, N) pair-loss matrix `x` over
+    `num_per_row` pairs (zero-valued pairs count; anchors without pairs give 0)."""
+    return torch.sum(x, dim=1) / num_per_row.clamp(min=1)
 
 
 class PerAnchorReducer(BaseReducer):
-    """Groups pair/triplet losses by anchor, aggregates each group, then reduces the
-    per-anchor values with `reducer` as element losses."""
+    """Reduces pair losses per anchor first: v_a = aggregation_func over the pairs of anchor a
+    (mean by default), then `reducer` reduces the N values v_a as element losses.
+
+    The pairs are laid out in an (N, N) matrix (row = anchor, column = the other element, N =
+    len(embeddings)), so the other indices must index the batch itself and a repeated pair
+    counts once; `aggregation_func(x, num_per_row)` receives that matrix and the number of
+    pairs per row. Element losses go to `reducer` unchanged.
+    """
 
     def __init__(self, reducer=None, aggregation_func=aggregation_func, **kwargs):
         super().__init__(**kwargs)
         self.reducer = MeanReducer() if reducer is None else reducer
         self.aggregation_func = aggregation_func
 
-    def element_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
-        return self.reduce_per_anchor(losses, loss_indices, embeddings, labels)
-
-    def reduce_per_anchor(self, losses, anchor_indices, embeddings, labels):
-        num_anchors = len(embeddings)
-        per_anchor_sum = torch.zeros(num_anchors, dtype=losses.dtype, device=losses.device)
-        per_anchor_sum = per_anchor_sum.index_add(0, anchor_indices, losses)
-        counts = torch.zeros(num_anchors, dtype=losses.dtype, device=losses.device)
-        counts = counts.index_add(0, anchor_indices, torch.ones_like(losses))
-        per_anchor = self.aggregation_func(per_anchor_sum, counts)
-        anchors = torch.arange(num_anchors, device=losses.device)
-        loss_dict = {"loss": {"losses": per_anchor, "indices": anchors, "reduction_type": "element"}}
+    def element_reduction(self, losses, loss_indices, embeddings, labels):
+        loss_dict = {
+            "loss": {"losses": losses, "indices": loss_indices, "reduction_type": "element"}
+        }
         return self.reducer(loss_dict, embeddings, labels)
 
-    def pos_pair_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
-        return self.reduce_per_anchor(losses, loss_indices[0], embeddings, labels)
+    def tuple_reduction_helper(self, losses, loss_indices, embeddings, labels):
+        anchors, others = loss_indices
+        num_rows = len(embeddings)
+        pair_losses = torch.zeros(num_rows, num_rows, dtype=losses.dtype, device=losses.device)
+        pair_losses = pair_losses.index_put((anchors, others), losses)
+        has_pair = torch.zeros(num_rows, num_rows, dtype=torch.bool, device=losses.device)
+        has_pair[anchors, others] = True
+        per_anchor = self.aggregation_func(pair_losses, has_pair.sum(dim=1))
+        anchor_indices = torch.arange(num_rows, device=losses.device)
+        return self.element_reduction(per_anchor, anchor_indices, embeddings, labels)
+
+    def pos_pair_reduction(self, losses, loss_indices, embeddings, labels):
+        return self.tuple_reduction_helper(losses, loss_indices, embeddings, labels)
 
     neg_pair_reduction = pos_pair_reduction
-    triplet_reduction = pos_pair_reduction
+
+    def triplet_reduction(self, losses, loss_indices, embeddings, labels):
+        raise ValueError(
+            "PerAnchorReducer reduces element and pair losses, not triplet losses; "
+            "use it with a pair loss, or reduce triplets with e.g. AvgNonZeroReducer."
+        )

@@ -4,5 +4,7 @@ from .base_reducer import BaseReducer
 
 
 class SumReducer(BaseReducer):
-    def element_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
+    """The sum over all losses."""
+
+    def element_reduction(self, losses, loss_indices, embeddings, labels):
         return torch.sum(losses)

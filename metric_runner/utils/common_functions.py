@@ -72,36 +72,46 @@ def to_numpy(x):
 
 def check_shapes(embeddings, labels):
     """Validate the (embeddings, labels) pair every loss and miner receives."""
-    if labels is not None and embeddings.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"Number of embeddings ({embeddings.shape[0]}) must equal number of labels "
-            f"({labels.shape[0]}): pass one label per embedding row."
-        )
     if embeddings.ndim != 2:
         raise ValueError(
             f"embeddings must be 2D (batch_size, embedding_size), got shape {tuple(embeddings.shape)}; "
             "flatten or pool your model's output first."
         )
-    if labels is not None and labels.ndim != 1:
+    if labels is None:
+        return
+    if labels.ndim != 1:
         raise ValueError(
             f"labels must be 1D (batch_size,), got shape {tuple(labels.shape)}; "
             "for multi-level labels pass one level at a time."
         )
+    if embeddings.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"Number of embeddings ({embeddings.shape[0]}) must equal number of labels "
+            f"({labels.shape[0]}): pass one label per embedding row."
+        )
 
 
 def set_ref_emb(embeddings, labels, ref_emb, ref_labels):
-    """Return (ref_emb, ref_labels), defaulting to the query batch itself."""
+    """Return (ref_emb, ref_labels), defaulting to the query batch itself.
+
+    ref_labels may be omitted only when labels are too (tuples then come from indices_tuple).
+    """
     if ref_emb is None:
         return embeddings, labels
-    if ref_labels is None:
-        raise ValueError("ref_labels must be given whenever ref_emb is given.")
+    if ref_labels is None and labels is not None:
+        raise ValueError(
+            "ref_labels must be given with ref_emb when labels are given: "
+            "pass one label per ref_emb row."
+        )
     check_shapes(ref_emb, ref_labels)
     if ref_emb.shape[1] != embeddings.shape[1]:
         raise ValueError(
             f"ref_emb has embedding size {ref_emb.shape[1]} but embeddings have "
             f"{embeddings.shape[1]}; both must come from the same embedder."
         )
-    return ref_emb, to_device(ref_labels, embeddings)
+    if ref_labels is not None:
+        ref_labels = to_device(ref_labels, embeddings)
+    return ref_emb, ref_labels
 
 
 def labels_or_indices_tuple_required(labels, indices_tuple):
@@ -109,12 +119,23 @@ def labels_or_indices_tuple_required(labels, indices_tuple):
         raise ValueError("labels and indices_tuple cannot both be None: pass at least one.")
 
 
-def angle_to_coord(angle):
-    x = np.cos(np.radians(angle))
-    y = np.sin(np.radians(angle))
-    return x, y
-
-
-def check_type_of_argument(value, allowed_types, name):
-    if not isinstance(value, allowed_types):
-        raise TypeError(f"{name} must be one of {allowed_types}, got {type(value).__name__}")
+def assert_distance_type(obj, distance_type=None, **attributes):
+    """Raise a ValueError unless `obj.distance` is a `distance_type` (a class or a tuple of
+    classes) whose attributes equal `attributes` (e.g. power=1): for losses and regularizers
+    whose formula only holds for one kind of distance."""
+    distance = obj.distance
+    matches_type = distance_type is None or isinstance(distance, distance_type)
+    if matches_type and all(getattr(distance, k, None) == v for k, v in attributes.items()):
+        return
+    needed_args = ", ".join(f"{k}={v!r}" for k, v in attributes.items())
+    if distance_type is None:
+        needed = f"a distance with {needed_args}"
+    else:
+        types = distance_type if isinstance(distance_type, tuple) else (distance_type,)
+        needed = " or ".join(f"{t.__name__}({needed_args})" for t in types)
+    shown = dict.fromkeys(["normalize_embeddings", "p", "power", *attributes])
+    got_args = ", ".join(f"{k}={getattr(distance, k, None)!r}" for k in shown)
+    raise ValueError(
+        f"{type(obj).__name__} needs {needed}, got {type(distance).__name__}({got_args}); "
+        "pass a distance of that kind."
+    )

@@ -11,8 +11,9 @@ from . import common_functions as c_f
 class ModuleWithRecords(torch.nn.Module):
     """A module whose listed attributes are picked up by loggers.
 
-    `_record_these` names every recordable attribute; `_record_these_stats` names the
-    statistics that are reset to zero at each forward call.
+    `_record_these` names the recordable settings (margin, p, ...); `_record_these_stats` names
+    the statistics, which exist only when `collect_stats` is on and are reset to zero at each
+    forward call. A logger reads both lists, so a name lives in exactly one of them.
     """
 
     def __init__(self, collect_stats=None):
@@ -20,15 +21,15 @@ class ModuleWithRecords(torch.nn.Module):
         self.collect_stats = c_f.COLLECT_STATS if collect_stats is None else collect_stats
 
     def add_to_recordable_attributes(self, name=None, list_of_names=None, is_stat=False):
-        names = list(list_of_names or []) + ([name] if name is not None else [])
-        for n in names:
-            if is_stat and not self.collect_stats:
-                continue
-            for attr in ("_record_these",) + (("_record_these_stats",) if is_stat else ()):
-                if not hasattr(self, attr):
-                    setattr(self, attr, [])
-                if n not in getattr(self, attr):
-                    getattr(self, attr).append(n)
+        if is_stat and not self.collect_stats:
+            return
+        list_name = "_record_these_stats" if is_stat else "_record_these"
+        if not hasattr(self, list_name):
+            setattr(self, list_name, [])
+        recorded = getattr(self, list_name)
+        for n in list(list_of_names or []) + ([name] if name is not None else []):
+            if n not in recorded:
+                recorded.append(n)
             if is_stat:
                 setattr(self, n, 0)
 
@@ -88,20 +89,12 @@ class ModuleWithRecordsAndDistance(ModuleWithRecords):
         self.distance.reset_stats()
 
 
-class ModuleWithRecordsReducerAndDistance(ModuleWithRecordsAndReducer):
+class ModuleWithRecordsReducerAndDistance(
+    ModuleWithRecordsAndReducer, ModuleWithRecordsAndDistance
+):
     """Holds both; the distance is set before the reducer because a loss's default reducer
     and sub-loss names may depend on it."""
 
     def __init__(self, distance=None, reducer=None, **kwargs):
-        ModuleWithRecords.__init__(self, **kwargs)
-        self.distance = self.get_default_distance() if distance is None else distance
+        ModuleWithRecordsAndDistance.__init__(self, distance=distance, **kwargs)
         self.set_reducer(reducer)
-
-    def get_default_distance(self):
-        from ..distances import LpDistance
-
-        return LpDistance(p=2)
-
-    def reset_stats(self):
-        super().reset_stats()
-        self.distance.reset_stats()
