@@ -1,3 +1,5 @@
+import torch
+
 from ..utils import loss_and_miner_utils as lmu
 from .base_metric_loss_function import BaseMetricLossFunction
 
@@ -16,8 +18,20 @@ class GenericPairLoss(BaseMetricLossFunction):
         self.mat_based_loss = mat_based_loss
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        # Self pairs (the diagonal) are excluded only when the batch is its own reference set.
         same_set = ref_emb is embeddings
-        indices_tuple = lmu.convert_to_pairs(indices_tuple, labels, None if same_set else ref_labels)
+        ref_labels = None if same_set else ref_labels
+        if indices_tuple is None:
+            # All pairs: masks straight from the labels, selected without index arithmetic.
+            pos_mask, neg_mask = lmu.get_matches_and_diffs(labels, ref_labels)
+            mat = self.distance(embeddings, None if same_set else ref_emb)
+            if self.mat_based_loss:
+                return self._compute_loss(mat, pos_mask, neg_mask)
+            indices_tuple = (*torch.where(pos_mask), *torch.where(neg_mask))
+            return self._compute_loss(
+                mat.masked_select(pos_mask), mat.masked_select(neg_mask), indices_tuple
+            )
+        indices_tuple = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
         if all(len(x) == 0 for x in indices_tuple):
             return self.zero_losses()
         mat = self.distance(embeddings, None if same_set else ref_emb)
@@ -25,7 +39,9 @@ class GenericPairLoss(BaseMetricLossFunction):
             pos_mask, neg_mask = lmu.pairs_to_masks(indices_tuple, mat.shape, mat.device)
             return self._compute_loss(mat, pos_mask, neg_mask)
         a1, p, a2, n = indices_tuple
-        return self._compute_loss(mat[a1, p], mat[a2, n], indices_tuple)
+        return self._compute_loss(
+            lmu.values_at(mat, a1, p), lmu.values_at(mat, a2, n), indices_tuple
+        )
 
     def _compute_loss(self, *args):
         raise NotImplementedError(f"{type(self).__name__} must define _compute_loss")

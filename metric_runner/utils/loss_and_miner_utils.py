@@ -9,16 +9,23 @@ from . import common_functions as c_f
 def logsumexp(x, keep_mask=None, add_one=True, dim=1):
     """log(sum(exp(x))) over `dim`, restricted to `keep_mask`; `add_one` adds exp(0) = 1 to the
     sum. Rows whose mask is empty give 0."""
-    if keep_mask is not None:
-        x = x.masked_fill(~keep_mask, c_f.neg_inf(x.dtype))
-    if add_one:
-        zeros_shape = list(x.shape)
-        zeros_shape[dim] = 1
-        x = torch.cat([x, torch.zeros(zeros_shape, dtype=x.dtype, device=x.device)], dim=dim)
-    output = torch.logsumexp(x, dim=dim, keepdim=True)
-    if keep_mask is not None:
-        output = output.masked_fill(~torch.any(keep_mask, dim=dim, keepdim=True), 0)
-    return output
+    if keep_mask is None:
+        output = torch.logsumexp(x, dim=dim, keepdim=True)
+        # log(1 + sum(exp(x))) = logaddexp(logsumexp(x), 0), without concatenating a zero column.
+        return torch.logaddexp(output, torch.zeros_like(output)) if add_one else output
+    drop = ~keep_mask
+    with torch.no_grad():
+        shift = torch.amax(x.masked_fill(drop, c_f.neg_inf(x.dtype)), dim=dim, keepdim=True)
+        if add_one:
+            shift = shift.clamp(min=0)
+        is_empty = ~torch.any(keep_mask, dim=dim, keepdim=True)
+        shift = shift.masked_fill(is_empty, 0)
+    # Dropped entries are exponentiated as exp(0) and zeroed afterwards: filling them with a
+    # huge negative number instead sends CPU exp down its slow underflow path (~40x slower).
+    exps = torch.exp((x - shift).masked_fill(drop, 0)).masked_fill(drop, 0)
+    total = torch.sum(exps, dim=dim, keepdim=True)
+    total = total + torch.exp(-shift) if add_one else total.masked_fill(is_empty, 1)
+    return torch.log(total) + shift
 
 
 def get_matches_and_diffs(labels, ref_labels=None):
@@ -43,37 +50,54 @@ def get_all_pairs_indices(labels, ref_labels=None):
 def get_all_triplets_indices(labels, ref_labels=None):
     """Every (anchor, positive, negative) triple, built from the positive-pair list so memory is
     (#positive pairs × M), not N×M×M."""
-    matches, diffs = get_matches_and_diffs(labels, ref_labels)
-    a_idx, p_idx = torch.where(matches)
-    pair_idx, n_idx = torch.where(diffs[a_idx])
-    return a_idx[pair_idx], p_idx[pair_idx], n_idx
+    a_idx, p_idx, pair_idx, n_idx, _ = triplets_of_pos_pairs(
+        *get_matches_and_diffs(labels, ref_labels)
+    )
+    return a_idx.index_select(0, pair_idx), p_idx.index_select(0, pair_idx), n_idx
+
+
+def triplets_of_pos_pairs(pos_mask, neg_mask):
+    """All triplets laid out as a (#pos pairs × M) matrix whose row i is anchor a[i]'s row of
+    `neg_mask`. Returns the positive pairs (a, p) and, per triplet in row-major order, its row
+    `pair_idx`, its negative `n` and its position `flat_idx` in the flattened matrix.
+
+    One 1-D nonzero and a repeat_interleave; 2-D nonzero and integer division would cost
+    several times more at millions of triplets.
+    """
+    a, p = torch.where(pos_mask)
+    is_triplet = neg_mask.index_select(0, a)
+    flat_idx = torch.nonzero(is_triplet.view(-1)).squeeze(1)
+    negs_per_pair = neg_mask.sum(dim=1).index_select(0, a)
+    pair_idx = torch.repeat_interleave(torch.arange(len(a), device=a.device), negs_per_pair)
+    n = flat_idx - pair_idx * neg_mask.shape[1]
+    return a, p, pair_idx, n, flat_idx
 
 
 def get_random_triplet_indices(labels, ref_labels=None, t_per_anchor=None, weights=None):
-    """Up to `t_per_anchor` random triplets per (anchor, positive) class member.
+    """Random triplets per anchor: `t_per_anchor` each, or, when None, as many as the anchor's
+    label has members in the reference set.
 
-    For each anchor, positives and negatives are drawn uniformly (or with `weights[anchor]`
-    over negatives) from that anchor's valid rows; drawing works on whole masks at once.
+    Positives are drawn uniformly and negatives uniformly or with `weights[anchor]`; anchors
+    lacking a positive, a negative, or any nonzero negative weight get none. Drawing works on
+    whole masks at once.
     """
     matches, diffs = get_matches_and_diffs(labels, ref_labels)
-    has_pos = matches.any(dim=1)
-    has_neg = diffs.any(dim=1)
-    anchors = torch.where(has_pos & has_neg)[0]
+    neg_probs = diffs.float() if weights is None else weights.float() * diffs
+    anchors = torch.where(matches.any(dim=1) & (neg_probs.sum(dim=1) > 0))[0]
     if len(anchors) == 0 or t_per_anchor == 0:
         empty = torch.empty(0, dtype=torch.long, device=labels.device)
         return empty, empty.clone(), empty.clone()
     if t_per_anchor is None:
-        t_per_anchor = int(matches.sum(dim=1).max().item())
-    pos_probs = matches[anchors].float()
-    if weights is None:
-        neg_probs = diffs[anchors].float()
+        same_set = ref_labels is None
+        draws_per_anchor = matches[anchors].sum(dim=1) + int(same_set)
     else:
-        neg_probs = weights[anchors].float() * diffs[anchors]
-        neg_probs = torch.where(neg_probs.sum(dim=1, keepdim=True) > 0, neg_probs, diffs[anchors].float())
-    p_idx = torch.multinomial(pos_probs, t_per_anchor, replacement=True).flatten()
-    n_idx = torch.multinomial(neg_probs, t_per_anchor, replacement=True).flatten()
-    a_idx = anchors.repeat_interleave(t_per_anchor)
-    return a_idx, p_idx, n_idx
+        draws_per_anchor = torch.full_like(anchors, t_per_anchor)
+    max_draws = int(draws_per_anchor.max().item())
+    p_idx = torch.multinomial(matches[anchors].float(), max_draws, replacement=True)
+    n_idx = torch.multinomial(neg_probs[anchors], max_draws, replacement=True)
+    keep = torch.arange(max_draws, device=labels.device) < draws_per_anchor.unsqueeze(1)
+    a_idx = anchors.unsqueeze(1).expand(-1, max_draws)
+    return a_idx[keep], p_idx[keep], n_idx[keep]
 
 
 def convert_to_pairs(indices_tuple, labels, ref_labels=None):
@@ -120,43 +144,102 @@ def convert_to_triplets(indices_tuple, labels, ref_labels=None, t_per_anchor=100
         raise ValueError(
             f"indices_tuple must be a pair 4-tuple or a triplet 3-tuple, got length {len(indices_tuple)}"
         )
-    a1, p, a2, n = indices_tuple
+    return pairs_to_triplets(*indices_tuple)
+
+
+def pairs_to_triplets(a1, p, a2, n):
+    """Join each positive pair with every negative pair of the same anchor, in (positive pair,
+    negative pair) order. The negative pairs are grouped by anchor once, so memory is
+    O(#triplets) rather than #positive pairs × #negative pairs."""
     if len(a1) == 0 or len(a2) == 0:
-        return [torch.empty(0, dtype=torch.long, device=a1.device) for _ in range(3)]
-    p_pos, n_pos = torch.where(a1.unsqueeze(1) == a2.unsqueeze(0))
-    return a1[p_pos], p[p_pos], n[n_pos]
+        return tuple(torch.empty(0, dtype=torch.long, device=a1.device) for _ in range(3))
+    num_anchors = int(torch.maximum(a1.max(), a2.max())) + 1
+    n_by_anchor = n[torch.argsort(a2, stable=True)]
+    negs_per_anchor = torch.bincount(a2, minlength=num_anchors)
+    first_neg_of_anchor = torch.cumsum(negs_per_anchor, 0) - negs_per_anchor
+    negs_per_pos_pair = negs_per_anchor[a1]
+    pair_idx = torch.repeat_interleave(torch.arange(len(a1), device=a1.device), negs_per_pos_pair)
+    first_triplet_of_pair = torch.cumsum(negs_per_pos_pair, 0) - negs_per_pos_pair
+    rank_in_pair = torch.arange(len(pair_idx), device=a1.device) - first_triplet_of_pair[pair_idx]
+    anchors = a1[pair_idx]
+    return anchors, p[pair_idx], n_by_anchor[first_neg_of_anchor[anchors] + rank_in_pair]
 
 
-def convert_to_weights(indices_tuple, labels, dtype):
-    """Sampling weights proportional to how often each sample appears in the tuples;
-    uniform when there are none."""
-    weights = torch.zeros(labels.shape[0], device=labels.device)
-    weights = c_f.to_dtype(weights, dtype=dtype)
+def convert_to_weights(indices_tuple, labels, dtype, using_ref=False):
+    """Per-sample weights proportional to how often each sample appears in the tuples (only as
+    an anchor when `using_ref`, since the other indices then point into a reference set), scaled
+    so the largest is 1; uniform when there are no tuples."""
+    weights = torch.ones(labels.shape[0], device=labels.device, dtype=dtype)
     if indices_tuple is None or all(len(x) == 0 for x in indices_tuple):
-        return weights + 1
-    indices = torch.cat(list(indices_tuple), dim=0)
+        return weights
+    indices = get_anchors(indices_tuple) if using_ref else torch.cat(list(indices_tuple), dim=0)
     counts = torch.bincount(indices, minlength=labels.shape[0]).to(dtype)
     return counts / counts.max()
 
 
-def remove_self_comparisons(indices_tuple, curr_batch_idx, ref_size, ref_is_subset=False):
-    """Drop tuples where a query is compared with its own copy in a memory bank.
-
-    `curr_batch_idx[i]` is the row of the reference set that holds query i.
-    """
+def get_anchors(indices_tuple):
+    """Every anchor index of a triplet tuple, or of both halves of a pair tuple."""
     if len(indices_tuple) == 3:
-        a, p, n = indices_tuple
-        keep = shift_indices(curr_batch_idx, ref_size)[a] != p
-        return a[keep], p[keep], n[keep]
-    if len(indices_tuple) == 4:
-        a1, p, a2, n = indices_tuple
-        keep = shift_indices(curr_batch_idx, ref_size)[a1] != p
-        return a1[keep], p[keep], a2, n
-    raise ValueError(f"indices_tuple must have length 3 or 4, got {len(indices_tuple)}")
+        return indices_tuple[0]
+    return torch.cat([indices_tuple[0], indices_tuple[2]])
 
 
-def shift_indices(curr_batch_idx, ref_size):
-    return torch.as_tensor(curr_batch_idx) % ref_size
+def pos_pairs_from_tuple(indices_tuple):
+    """(anchor, positive) of a pair 4-tuple or a triplet 3-tuple."""
+    return indices_tuple[0], indices_tuple[1]
+
+
+def neg_pairs_from_tuple(indices_tuple):
+    """(anchor, negative) of a pair 4-tuple or a triplet 3-tuple."""
+    if len(indices_tuple) == 3:
+        return indices_tuple[0], indices_tuple[2]
+    return indices_tuple[2], indices_tuple[3]
+
+
+def remove_self_comparisons(indices_tuple, curr_batch_idx, ref_size, ref_is_subset=False):
+    """Drop positive pairs that compare a query with its own copy in a memory bank.
+
+    `curr_batch_idx[i]` is the row of the memory that holds batch sample i. By default the
+    anchors are the batch and the positives index the memory; with `ref_is_subset` the anchors
+    index the memory and the positives the batch. Negative pairs never hold a self-comparison
+    (same label), so they are kept. `ref_size` (the memory size) is part of the public signature;
+    indices are compared as given, without wrapping.
+    """
+    if len(indices_tuple) not in (3, 4):
+        raise ValueError(f"indices_tuple must have length 3 or 4, got {len(indices_tuple)}")
+    a, p = indices_tuple[0], indices_tuple[1]
+    curr_batch_idx = torch.as_tensor(curr_batch_idx, device=a.device)
+    keep = a != curr_batch_idx[p] if ref_is_subset else curr_batch_idx[a] != p
+    if len(indices_tuple) == 3:
+        return a[keep], p[keep], indices_tuple[2][keep]
+    return a[keep], p[keep], indices_tuple[2], indices_tuple[3]
+
+
+def meshgrid_from_sizes(x, y, dim=0):
+    """Row and column index grids of an x.size(dim) × y.size(dim) matrix."""
+    a = torch.arange(x.size(dim), device=x.device)
+    b = torch.arange(y.size(dim), device=y.device)
+    return torch.meshgrid(a, b, indexing="ij")
+
+
+def repeat_to_match_size(smaller_set, larger_size, smaller_size):
+    """Repeat `smaller_set` cyclically until it has `larger_size` elements."""
+    num_repeat = -(-larger_size // smaller_size)
+    return smaller_set.repeat(num_repeat)[:larger_size]
+
+
+def matched_size_indices(curr_p_idx, curr_n_idx):
+    """Repeat the shorter of two index lists cyclically so both have the same length."""
+    num_pos, num_neg = len(curr_p_idx), len(curr_n_idx)
+    if num_pos > num_neg:
+        return curr_p_idx, repeat_to_match_size(curr_n_idx, num_pos, num_neg)
+    return repeat_to_match_size(curr_p_idx, num_neg, num_pos), curr_n_idx
+
+
+def values_at(mat, rows, cols):
+    """mat[rows, cols] through a flat index_select: its backward (index_add) is several times
+    faster on CPU than that of 2-D advanced indexing (index_put with accumulate)."""
+    return mat.flatten().index_select(0, rows * mat.shape[1] + cols)
 
 
 def pairs_to_masks(indices_tuple, shape, device):

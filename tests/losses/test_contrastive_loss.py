@@ -1,0 +1,135 @@
+import math
+
+import pytest
+import torch
+
+from metric_runner.distances import CosineSimilarity, LpDistance
+from metric_runner.losses import ContrastiveLoss
+from metric_runner.reducers import DoNothingReducer, MeanReducer
+from tests.losses import tuple_loss_helpers as h
+
+
+def mean_of_nonzero(values):
+    nonzero = [v for v in values if v > 0]
+    return sum(nonzero) / len(nonzero) if nonzero else 0.0
+
+
+def test_hand_computed_value_with_a_distance():
+    embeddings, labels = h.tiny_batch()
+    pos, neg = [], []
+    for i, j, same in h.tiny_pairs(labels.tolist()):
+        d = math.dist(embeddings[i].tolist(), embeddings[j].tolist())
+        if same:
+            pos.append(max(d - 0.1, 0))
+        else:
+            neg.append(max(1.5 - d, 0))
+    loss_fn = ContrastiveLoss(pos_margin=0.1, neg_margin=1.5)
+    expected = mean_of_nonzero(pos) + mean_of_nonzero(neg)
+    assert loss_fn(embeddings, labels).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_hand_computed_value_with_a_similarity_flips_the_margins():
+    # For a similarity s: positives pay [pos_margin - s]_+, negatives [s - neg_margin]_+.
+    embeddings, labels = h.tiny_batch()
+    pos, neg = [], []
+    for i, j, same in h.tiny_pairs(labels.tolist()):
+        s = float(embeddings[i] @ embeddings[j])
+        if same:
+            pos.append(max(0.9 - s, 0))
+        else:
+            neg.append(max(s - 0.2, 0))
+    loss_fn = ContrastiveLoss(
+        pos_margin=0.9, neg_margin=0.2, distance=CosineSimilarity(), reducer=MeanReducer()
+    )
+    expected = sum(pos) / len(pos) + sum(neg) / len(neg)
+    assert loss_fn(embeddings, labels).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_unreduced_losses_and_indices_cover_every_pair_once():
+    embeddings, labels = h.tiny_batch()
+    out = ContrastiveLoss(neg_margin=1.5, reducer=DoNothingReducer())(embeddings, labels)
+    assert set(out) == {"pos_loss", "neg_loss"}
+    assert out["pos_loss"]["reduction_type"] == "pos_pair"
+    assert out["neg_loss"]["reduction_type"] == "neg_pair"
+    pairs = h.tiny_pairs(labels.tolist())
+    a1, p = out["pos_loss"]["indices"]
+    a2, n = out["neg_loss"]["indices"]
+    assert sorted(zip(a1.tolist(), p.tolist())) == [(i, j) for i, j, s in pairs if s]
+    assert sorted(zip(a2.tolist(), n.tolist())) == [(i, j) for i, j, s in pairs if not s]
+    dist = torch.cdist(embeddings, embeddings)
+    torch.testing.assert_close(out["neg_loss"]["losses"], torch.relu(1.5 - dist[a2, n]))
+
+
+def test_mined_triplets_become_their_pairs_with_repeats():
+    embeddings, labels = h.tiny_batch()
+    triplets = (torch.tensor([0, 0, 2]), torch.tensor([1, 1, 3]), torch.tensor([2, 4, 0]))
+    out = ContrastiveLoss(reducer=DoNothingReducer())(embeddings, labels, triplets)
+    assert out["pos_loss"]["indices"][0].tolist() == [0, 0, 2]
+    assert out["neg_loss"]["indices"][1].tolist() == [2, 4, 0]
+
+
+RECIPES = [
+    lambda lib: {},
+    lambda lib: {
+        "distance": lib.distances.CosineSimilarity(),
+        "reducer": lib.reducers.MeanReducer(),
+    },
+    lambda lib: {
+        "distance": lib.distances.LpDistance(power=2),
+        "reducer": lib.reducers.SumReducer(),
+    },
+    lambda lib: {"reducer": lib.reducers.PerAnchorReducer()},
+    lambda lib: {"reducer": lib.reducers.ClassWeightedReducer(torch.linspace(0.5, 2, 6))},
+]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_matches_pml(pml, dtype, recipe, with_ref):
+    margins = {"pos_margin": 0.2, "neg_margin": 0.9}
+    if "CosineSimilarity" in repr(recipe(h.library("metric_runner"))):
+        margins = {"pos_margin": 0.8, "neg_margin": 0.3}
+    h.assert_matches_pml(ContrastiveLoss, dtype, recipe, with_ref=with_ref, **margins)
+
+
+@pytest.mark.parametrize("indices", [h.mined_pairs, h.mined_triplets])
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_matches_pml_with_mined_tuples(pml, dtype, indices, with_ref):
+    h.assert_matches_pml(
+        ContrastiveLoss, dtype, indices=indices, with_ref=with_ref, pos_margin=0.1, neg_margin=0.9
+    )
+
+
+def test_signature_and_defaults_match_pml(pml):
+    h.assert_same_signature_as_pml(ContrastiveLoss)
+
+
+def test_float32_agrees_with_float64():
+    h.assert_float32_agrees_with_float64(lambda: ContrastiveLoss(neg_margin=0.9))
+    h.assert_float32_agrees_with_float64(
+        lambda: ContrastiveLoss(pos_margin=0.1, neg_margin=0.9),
+        indices=h.mined_pairs,
+        with_ref=True,
+    )
+
+
+def test_float16_close_to_float32():
+    h.assert_float16_close_to_float32(lambda: ContrastiveLoss(neg_margin=0.9))
+
+
+def test_labels_on_another_device():
+    h.assert_labels_on_cpu_are_moved(lambda: ContrastiveLoss(neg_margin=0.9), h.mined_triplets)
+
+
+def test_zero_loss_when_every_pair_is_satisfied():
+    embeddings, labels = h.tiny_batch()
+    far = LpDistance(normalize_embeddings=False)
+    h.assert_zero_loss_with_gradient(
+        ContrastiveLoss(pos_margin=5, neg_margin=0, distance=far), embeddings, labels
+    )
+
+
+def test_bad_indices_tuple_is_rejected():
+    embeddings, labels = h.tiny_batch()
+    with pytest.raises(ValueError, match="4-tuple"):
+        ContrastiveLoss()(embeddings, labels, (labels, labels))

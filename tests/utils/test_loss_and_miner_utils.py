@@ -1,0 +1,305 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from metric_runner.utils import loss_and_miner_utils as lmu
+
+LABELS = torch.tensor([0, 0, 1, 1, 2])
+REF_LABELS = torch.tensor([1, 0, 2, 2])
+
+
+def t(*values):
+    return torch.tensor(values, dtype=torch.long)
+
+
+def as_pairs(*tensors):
+    return list(zip(*[x.tolist() for x in tensors]))
+
+
+def hand_pairs(labels, ref_labels=None):
+    """(positive pairs, negative pairs) in row-major order; no self pairs within one set."""
+    same_set = ref_labels is None
+    ref = labels if same_set else ref_labels
+    pos, neg = [], []
+    for i, j in itertools.product(range(len(labels)), range(len(ref))):
+        if same_set and i == j:
+            continue
+        (pos if labels[i] == ref[j] else neg).append((i, j))
+    return pos, neg
+
+
+def hand_triplets(labels, ref_labels=None):
+    pos, neg = hand_pairs(labels, ref_labels)
+    return [(a, p, n) for a, p in pos for a2, n in neg if a2 == a]
+
+
+@pytest.mark.parametrize("ref_labels", [None, REF_LABELS])
+def test_all_pairs_by_hand(ref_labels):
+    a1, p, a2, n = lmu.get_all_pairs_indices(LABELS, ref_labels)
+    pos, neg = hand_pairs(LABELS.tolist(), None if ref_labels is None else ref_labels.tolist())
+    assert as_pairs(a1, p) == pos and as_pairs(a2, n) == neg
+    if ref_labels is None:
+        assert pos == [(0, 1), (1, 0), (2, 3), (3, 2)]
+    else:
+        assert pos == [(0, 1), (1, 1), (2, 0), (3, 0), (4, 2), (4, 3)]
+
+
+@pytest.mark.parametrize("ref_labels", [None, REF_LABELS])
+def test_all_triplets_by_hand(ref_labels):
+    a, p, n = lmu.get_all_triplets_indices(LABELS, ref_labels)
+    ref = None if ref_labels is None else ref_labels.tolist()
+    assert as_pairs(a, p, n) == hand_triplets(LABELS.tolist(), ref)
+    assert len(a) == (4 * 3 if ref_labels is None else 2 * 3 + 2 * 3 + 2 * 2)
+
+
+def test_triplets_of_pos_pairs_lay_out_the_pair_by_reference_matrix():
+    pos_mask, neg_mask = lmu.get_matches_and_diffs(LABELS)
+    a, p, pair_idx, n, flat_idx = lmu.triplets_of_pos_pairs(pos_mask, neg_mask)
+    assert as_pairs(a, p) == [(0, 1), (1, 0), (2, 3), (3, 2)]
+    assert pair_idx.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert n.tolist() == [2, 3, 4, 2, 3, 4, 0, 1, 4, 0, 1, 4]
+    assert flat_idx.tolist() == (pair_idx * 5 + n).tolist()
+
+
+def test_convert_to_pairs():
+    assert as_pairs(*lmu.convert_to_pairs(None, LABELS)) == as_pairs(
+        *lmu.get_all_pairs_indices(LABELS)
+    )
+    pairs = (t(0), t(1), t(0, 0), t(2, 4))
+    assert lmu.convert_to_pairs(pairs, LABELS) is pairs
+    a1, p, a2, n = lmu.convert_to_pairs((t(0, 2), t(1, 3), t(4, 0)), LABELS)
+    assert as_pairs(a1, p) == [(0, 1), (2, 3)] and as_pairs(a2, n) == [(0, 4), (2, 0)]
+    with pytest.raises(ValueError, match="4-tuple"):
+        lmu.convert_to_pairs((t(0), t(1)), LABELS)
+
+
+def test_convert_to_triplets():
+    all_triplets = lmu.convert_to_triplets(None, LABELS, t_per_anchor="all")
+    assert as_pairs(*all_triplets) == hand_triplets(LABELS.tolist())
+    triplets = (t(0), t(1), t(2))
+    assert lmu.convert_to_triplets(triplets, LABELS) is triplets
+    pairs = (t(0, 2, 0), t(1, 3, 1), t(0, 0, 2, 1), t(2, 4, 0, 4))
+    # Each positive pair joins every negative pair of its anchor, in positive-pair order.
+    assert as_pairs(*lmu.convert_to_triplets(pairs, LABELS)) == [
+        (0, 1, 2),
+        (0, 1, 4),
+        (2, 3, 0),
+        (0, 1, 2),
+        (0, 1, 4),
+    ]
+    empty = lmu.convert_to_triplets((t(0), t(1), t(), t()), LABELS)
+    assert all(len(x) == 0 for x in empty)
+    with pytest.raises(ValueError, match="triplet 3-tuple"):
+        lmu.convert_to_triplets((t(0), t(1)), LABELS)
+
+
+def test_pairs_to_triplets_matches_an_explicit_join():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        a1, p = torch.randint(0, 6, (2, 12), generator=generator)
+        a2, n = torch.randint(0, 6, (2, 9), generator=generator)
+        expected = [(a, pp, nn) for a, pp in as_pairs(a1, p) for b, nn in as_pairs(a2, n) if a == b]
+        assert as_pairs(*lmu.pairs_to_triplets(a1, p, a2, n)) == expected
+
+
+def test_convert_to_weights_counts_appearances():
+    labels = t(0, 0, 1, 1, 2, 2)
+    triplets = (t(0, 1, 1), t(2, 3, 3), t(4, 5, 0))
+    weights = lmu.convert_to_weights(triplets, labels, torch.float64)
+    # Appearances: 0 twice, 1 twice, 2 once, 3 twice, 4 once, 5 once.
+    assert weights.dtype == torch.float64
+    assert weights.tolist() == [1, 1, 0.5, 1, 0.5, 0.5]
+    # With a reference set only anchors index the batch.
+    assert lmu.convert_to_weights(triplets, labels, torch.float32, using_ref=True).tolist() == [
+        0.5,
+        1,
+        0,
+        0,
+        0,
+        0,
+    ]
+    pairs = (t(0, 0, 1), t(1, 2, 3), t(0, 2, 2), t(4, 5, 0))
+    assert lmu.convert_to_weights(pairs, labels, torch.float64, using_ref=True).tolist() == [
+        1,
+        1 / 3,
+        2 / 3,
+        0,
+        0,
+        0,
+    ]
+    assert lmu.convert_to_weights(None, labels, torch.float32).tolist() == [1] * 6
+    assert lmu.convert_to_weights((t(), t(), t()), labels, torch.float32).tolist() == [1] * 6
+
+
+def direct_logsumexp(x, mask, add_one, dim):
+    """log(sum(exp)) of the kept entries, plus exp(0) when add_one; 0 for an empty row."""
+    x, mask = (x, mask) if dim == 1 else (x.t(), mask.t())
+    out = []
+    for row, keep in zip(x.tolist(), mask.tolist()):
+        terms = [math.exp(v) for v, k in zip(row, keep) if k] + ([1.0] if add_one else [])
+        out.append(math.log(sum(terms)) if any(keep) else 0.0)
+    out = torch.tensor(out, dtype=torch.float64).unsqueeze(1)
+    return out if dim == 1 else out.t()
+
+
+@pytest.mark.parametrize("add_one", [True, False])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_logsumexp_with_a_mask_matches_a_direct_computation(add_one, dim):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, generator=generator, dtype=torch.float64)
+    mask = torch.rand(4, 6, generator=generator) > 0.4
+    mask[1] = False
+    mask[:, 2] = False
+    got = lmu.logsumexp(x, keep_mask=mask, add_one=add_one, dim=dim)
+    torch.testing.assert_close(got, direct_logsumexp(x, mask, add_one, dim))
+    unmasked = lmu.logsumexp(x, add_one=add_one, dim=dim)
+    torch.testing.assert_close(unmasked, direct_logsumexp(x, torch.ones_like(mask), add_one, dim))
+
+
+def test_logsumexp_gradient_is_the_softmax_of_the_kept_entries():
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    lmu.logsumexp(x, keep_mask=mask, add_one=True).sum().backward()
+    denominator = 1 + math.exp(1) + math.exp(3)
+    expected = [[math.exp(1) / denominator, 0, math.exp(3) / denominator], [0, 0, 0]]
+    torch.testing.assert_close(x.grad, torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_logsumexp_is_stable_for_large_values(dtype):
+    x = torch.tensor([[1000.0, 999.0, -1000.0]], dtype=dtype)
+    mask = torch.tensor([[True, True, False]])
+    got = lmu.logsumexp(x, keep_mask=mask, add_one=True)
+    assert got.item() == pytest.approx(1000 + math.log1p(math.exp(-1)), rel=1e-3)
+
+
+def test_remove_self_comparisons_from_a_memory_bank():
+    # Batch sample i sits at memory row curr_batch_idx[i].
+    curr_batch_idx = t(5, 6, 7)
+    triplets = (t(0, 0, 1, 2, 2), t(5, 6, 6, 3, 7), t(1, 2, 3, 4, 0))
+    a, p, n = lmu.remove_self_comparisons(triplets, curr_batch_idx, 8)
+    assert as_pairs(a, p, n) == [(0, 6, 2), (2, 3, 4)]
+    pairs = (t(0, 0, 1, 2), t(5, 6, 6, 7), t(0, 1, 2, 2), t(5, 1, 2, 7))
+    a1, p, a2, n = lmu.remove_self_comparisons(pairs, curr_batch_idx, 8)
+    assert as_pairs(a1, p) == [(0, 6)]
+    assert a2 is pairs[2] and n is pairs[3]  # negatives never compare a sample with itself
+    # With ref_is_subset the anchors index the memory and the positives the batch.
+    subset_triplets = (t(5, 6, 0, 7), t(0, 1, 0, 0), t(1, 1, 1, 1))
+    a, p, _ = lmu.remove_self_comparisons(subset_triplets, curr_batch_idx, 8, ref_is_subset=True)
+    assert as_pairs(a, p) == [(0, 0), (7, 0)]
+    with pytest.raises(ValueError, match="length 3 or 4"):
+        lmu.remove_self_comparisons((t(0), t(1)), curr_batch_idx, 8)
+
+
+@pytest.mark.parametrize("ref_labels", [None, REF_LABELS])
+def test_random_triplets_are_valid_with_the_requested_count_per_anchor(ref_labels):
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
+    ref = labels if ref_labels is None else torch.tensor([0, 1, 1, 2, 3, 4])
+    a, p, n = lmu.get_random_triplet_indices(
+        labels, None if ref_labels is None else ref, t_per_anchor=7
+    )
+    assert (labels[a] == ref[p]).all() and (labels[a] != ref[n]).all()
+    if ref_labels is None:
+        assert (a != p).all()
+        # Class 2 has a single member: no positive, so no triplet.
+        assert torch.bincount(a, minlength=8).tolist() == [7, 7, 7, 7, 7, 0, 7, 7]
+    else:
+        assert torch.bincount(a, minlength=8).tolist() == [7] * 8
+
+
+def test_random_triplets_default_count_is_the_class_size():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    a, _, _ = lmu.get_random_triplet_indices(labels)
+    assert torch.bincount(a, minlength=6).tolist() == [3, 3, 3, 2, 2, 0]
+
+
+def test_random_triplets_draw_negatives_by_weight():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    weights = torch.zeros(5, 5)
+    weights[:, 4] = 1  # only sample 4 may be drawn as a negative
+    weights[4] = 1
+    a, _, n = lmu.get_random_triplet_indices(labels, t_per_anchor=5, weights=weights)
+    assert set(a.tolist()) == {0, 1, 2, 3}
+    assert (n == 4).all()
+
+
+def test_tuple_accessors():
+    pairs = (t(0, 0, 1), t(1, 2, 3), t(0, 2, 2), t(4, 5, 0))
+    triplets = (t(0, 1, 1), t(2, 3, 3), t(4, 5, 0))
+    assert as_pairs(*lmu.pos_pairs_from_tuple(pairs)) == [(0, 1), (0, 2), (1, 3)]
+    assert as_pairs(*lmu.neg_pairs_from_tuple(pairs)) == [(0, 4), (2, 5), (2, 0)]
+    assert as_pairs(*lmu.pos_pairs_from_tuple(triplets)) == [(0, 2), (1, 3), (1, 3)]
+    assert as_pairs(*lmu.neg_pairs_from_tuple(triplets)) == [(0, 4), (1, 5), (1, 0)]
+    assert lmu.get_anchors(pairs).tolist() == [0, 0, 1, 0, 2, 2]
+    assert lmu.get_anchors(triplets).tolist() == [0, 1, 1]
+
+
+def test_size_matching_helpers():
+    assert lmu.repeat_to_match_size(t(1, 2), 5, 2).tolist() == [1, 2, 1, 2, 1]
+    p, n = lmu.matched_size_indices(t(0, 1, 2), t(5, 6, 7, 8, 9))
+    assert p.tolist() == [0, 1, 2, 0, 1] and n.tolist() == [5, 6, 7, 8, 9]
+    p, n = lmu.matched_size_indices(t(0, 1, 2, 3, 4), t(5, 6))
+    assert p.tolist() == [0, 1, 2, 3, 4] and n.tolist() == [5, 6, 5, 6, 5]
+    rows, cols = lmu.meshgrid_from_sizes(torch.zeros(2, 5), torch.zeros(3, 5))
+    assert rows.tolist() == [[0, 0, 0], [1, 1, 1]] and cols.tolist() == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_values_at_and_pairs_to_masks():
+    mat = torch.arange(12.0).view(3, 4).requires_grad_(True)
+    rows, cols = t(0, 2, 2), t(3, 1, 1)
+    values = lmu.values_at(mat, rows, cols)
+    assert values.tolist() == [3, 9, 9]
+    values.sum().backward()
+    expected_grad = torch.zeros(3, 4)
+    expected_grad[0, 3], expected_grad[2, 1] = 1, 2
+    torch.testing.assert_close(mat.grad, expected_grad)
+    pos_mask, neg_mask = lmu.pairs_to_masks((rows, cols, t(1), t(0)), (3, 4), "cpu")
+    assert as_pairs(*torch.where(pos_mask)) == [(0, 3), (2, 1)]
+    assert as_pairs(*torch.where(neg_mask)) == [(1, 0)]
+
+
+def test_unique_label_positive_pairs_keep_the_first_of_each_label():
+    labels = t(0, 0, 1, 1, 0, 0)
+    pairs = (t(0, 1, 2, 4, 3), t(1, 0, 3, 5, 2), t(0), t(2))
+    a, p = lmu.convert_to_pos_pairs_with_unique_labels(pairs, labels)
+    assert as_pairs(a, p) == [(0, 1), (2, 3)]
+
+
+def test_deterministic_helpers_match_pml(pml):
+    from pytorch_metric_learning.utils import loss_and_miner_utils as pml_lmu
+
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3])
+    ref_labels = torch.tensor([1, 0, 3, 4, 1])
+    for ref in (None, ref_labels):
+        for ours, theirs in [
+            (lmu.get_all_pairs_indices(labels, ref), pml_lmu.get_all_pairs_indices(labels, ref)),
+            (
+                lmu.get_all_triplets_indices(labels, ref),
+                pml_lmu.get_all_triplets_indices(labels, ref),
+            ),
+        ]:
+            assert sorted(as_pairs(*ours)) == sorted(as_pairs(*theirs))
+    pairs = lmu.get_all_pairs_indices(labels)
+    assert as_pairs(*lmu.convert_to_triplets(pairs, labels)) == as_pairs(
+        *pml_lmu.convert_to_triplets(pairs, labels)
+    )
+    triplets = lmu.get_all_triplets_indices(labels)
+    for using_ref in (False, True):
+        torch.testing.assert_close(
+            lmu.convert_to_weights(triplets, labels, torch.float32, using_ref=using_ref),
+            pml_lmu.convert_to_weights(triplets, labels, torch.float32, using_ref=using_ref),
+        )
+    # The batch was enqueued at memory rows 6..13 (mod 10), as CrossBatchMemory does; every
+    # other positive is the anchor's own memory row.
+    a, p, n = triplets
+    curr_batch_idx = torch.arange(6, 14) % 10
+    memory_p = torch.where(torch.arange(len(a)) % 2 == 0, curr_batch_idx[a], curr_batch_idx[p])
+    ours = lmu.remove_self_comparisons((a, memory_p, n), curr_batch_idx, 10)
+    theirs = pml_lmu.remove_self_comparisons((a, memory_p, n), curr_batch_idx, 10)
+    assert as_pairs(*ours) == as_pairs(*theirs)
+    assert len(ours[0]) == len(a) // 2
