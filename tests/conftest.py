@@ -6,6 +6,7 @@ import pytest
 
 from tests.helpers import TEST_DEVICE, TEST_DTYPES
 
+
 @pytest.fixture(params=TEST_DTYPES, ids=lambda d: str(d).replace("torch.", ""))
 def dtype(request):
     return request.param
@@ -20,5 +21,3 @@ def device():
 def pml():
     """pytorch-metric-learning, the test oracle (optional `dev` extra)."""
     return pytest.importorskip("pytorch_metric_learning")
-
-
