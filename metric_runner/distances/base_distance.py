@@ -3,6 +3,7 @@ import abc
 import torch
 
 from ..utils.module_with_records import ModuleWithRecords
+from .l2_normalize import l2_normalize_rows
 
 
 class BaseDistance(ModuleWithRecords, abc.ABC):
@@ -26,10 +27,12 @@ class BaseDistance(ModuleWithRecords, abc.ABC):
         query_normalized = self.maybe_normalize(query_emb)
         ref_normalized = query_normalized if ref_emb is None else self.maybe_normalize(ref_emb)
         self.set_default_stats(query_emb, ref_emb, query_normalized, ref_normalized)
-        mat = self.compute_mat(query_normalized, ref_normalized)
-        if self.power != 1:
-            mat = mat**self.power
-        return mat
+        return self.compute_powered_mat(query_normalized, ref_normalized)
+
+    def compute_powered_mat(self, query_emb, ref_emb):
+        """compute_mat raised to `power`; a subclass may fuse the two."""
+        mat = self.compute_mat(query_emb, ref_emb)
+        return mat if self.power == 1 else mat**self.power
 
     @abc.abstractmethod
     def compute_mat(self, query_emb, ref_emb):
@@ -52,6 +55,8 @@ class BaseDistance(ModuleWithRecords, abc.ABC):
         return y - x if self.is_inverted else x - y
 
     def normalize(self, embeddings, dim=1, **kwargs):
+        if self.p == 2 and dim == 1 and not kwargs:
+            return l2_normalize_rows(embeddings)
         return torch.nn.functional.normalize(embeddings, p=self.p, dim=dim, **kwargs)
 
     def maybe_normalize(self, embeddings, dim=1, **kwargs):

@@ -21,5 +21,18 @@ class LpDistance(BaseDistance):
             return torch.cdist(query_emb.float(), ref_emb.float(), p=self.p).to(query_emb.dtype)
         return torch.cdist(query_emb, ref_emb, p=self.p)
 
+    def compute_powered_mat(self, query_emb, ref_emb):
+        if self.p == 2 and self.power == 2:
+            return self.squared_euclidean(query_emb, ref_emb)
+        return super().compute_powered_mat(query_emb, ref_emb)
+
+    @staticmethod
+    def squared_euclidean(query_emb, ref_emb):
+        """|q|² + |r|² − 2 q·r: one matmul, without cdist's square root and its backward."""
+        work_dtype = torch.float32 if query_emb.dtype in HALF_DTYPES else query_emb.dtype
+        q, r = query_emb.to(work_dtype), ref_emb.to(work_dtype)
+        squared = (q * q).sum(dim=1, keepdim=True) + (r * r).sum(dim=1) - 2 * (q @ r.t())
+        return squared.clamp_min(0).to(query_emb.dtype)
+
     def pairwise_distance(self, query_emb, ref_emb):
         return torch.nn.functional.pairwise_distance(query_emb, ref_emb, p=self.p)

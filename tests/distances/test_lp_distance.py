@@ -106,3 +106,29 @@ def test_wrong_shapes_are_rejected():
         LpDistance()(torch.ones(3))
     with pytest.raises(ValueError, match="different embedding sizes"):
         LpDistance()(torch.ones(3, 2), torch.ones(3, 4))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_squared_euclidean_path_matches_cdist_squared(normalize):
+    generator = torch.Generator().manual_seed(5)
+    query = torch.randn(40, 6, generator=generator, dtype=torch.float64)
+    ref = torch.randn(30, 6, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(40, 30, generator=generator, dtype=torch.float64)
+    ours_q, ours_r = query.clone().requires_grad_(True), ref.clone().requires_grad_(True)
+    ref_q, ref_r = query.clone().requires_grad_(True), ref.clone().requires_grad_(True)
+    mat = LpDistance(power=2, normalize_embeddings=normalize)(ours_q, ours_r)
+    base = LpDistance(normalize_embeddings=normalize)
+    expected = torch.cdist(base.maybe_normalize(ref_q), base.maybe_normalize(ref_r)) ** 2
+    torch.testing.assert_close(mat, expected)
+    (mat * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(ours_q.grad, ref_q.grad)
+    torch.testing.assert_close(ours_r.grad, ref_r.grad)
+
+
+def test_squared_euclidean_self_distance_is_zero_with_zero_gradient():
+    x = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
+    mat = LpDistance(power=2)(x)
+    torch.testing.assert_close(torch.diagonal(mat), torch.zeros(30, dtype=torch.float64))
+    torch.diagonal(mat).sum().backward()
+    torch.testing.assert_close(x.grad, torch.zeros_like(x), atol=1e-7, rtol=0)
