@@ -139,3 +139,15 @@ def assert_distance_type(obj, distance_type=None, **attributes):
         f"{type(obj).__name__} needs {needed}, got {type(distance).__name__}({got_args}); "
         "pass a distance of that kind."
     )
+
+
+class TorchInitWrapper:
+    """Binds keyword arguments to a torch.nn.init function, for `weight_init_func=`:
+    TorchInitWrapper(torch.nn.init.normal_, std=0.01)."""
+
+    def __init__(self, init_func, **kwargs):
+        self.init_func = init_func
+        self.kwargs = kwargs
+
+    def __call__(self, tensor):
+        self.init_func(tensor, **self.kwargs)

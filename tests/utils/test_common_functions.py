@@ -152,3 +152,11 @@ def test_set_logger_name(monkeypatch):
     monkeypatch.setattr(c_f, "LOGGER", c_f.LOGGER)
     c_f.set_logger_name("my_experiment")
     assert c_f.LOGGER_NAME == "my_experiment" and c_f.LOGGER.name == "my_experiment"
+
+
+def test_torch_init_wrapper_binds_arguments():
+    from metric_runner.losses import ArcFaceLoss
+
+    init = c_f.TorchInitWrapper(torch.nn.init.constant_, val=0.25)
+    loss_fn = ArcFaceLoss(num_classes=3, embedding_size=2, weight_init_func=init)
+    torch.testing.assert_close(loss_fn.W.detach(), torch.full((2, 3), 0.25))
