@@ -1,5 +1,9 @@
 """Index bookkeeping shared by losses and miners: all pairs, all/random triplets,
-pair <-> triplet conversion, tuple -> sampling weights, masked logsumexp."""
+pair <-> triplet conversion, tuple -> sampling weights, masked logsumexp, lazily built index
+tuples and the index-free layout of batches whose classes have equal sizes."""
+
+import collections.abc
+import functools
 
 import torch
 
@@ -250,3 +254,165 @@ def pairs_to_masks(indices_tuple, shape, device):
     pos_mask[a1, p] = True
     neg_mask[a2, n] = True
     return pos_mask, neg_mask
+
+
+class LazyIndexTuple(collections.abc.Sequence):
+    """A read-only tuple of index tensors, each built on first access.
+
+    Losses over all pairs or triplets of a batch return these: most reducers only need the loss
+    values, so the millions of indices are then never built. It supports len(), indexing,
+    slicing (another LazyIndexTuple sharing the built tensors), iteration and unpacking;
+    tuple(x) gives a real tuple. `lengths` are the tensors' lengths, known before building.
+    """
+
+    def __init__(self, builders, lengths):
+        if len(builders) != len(lengths):
+            raise ValueError(f"{len(builders)} index builders but {len(lengths)} lengths")
+        self._builders = tuple(functools.cache(build) for build in builders)
+        self.lengths = tuple(lengths)
+
+    def __len__(self):
+        return len(self._builders)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return LazyIndexTuple(self._builders[index], self.lengths[index])
+        return self._builders[index]()
+
+    def __repr__(self):
+        return f"LazyIndexTuple(index tensors of lengths {list(self.lengths)})"
+
+
+def index_tensor_lengths(indices):
+    """The length of each tensor of an index tuple (without building a LazyIndexTuple), or
+    None when `indices` is not a tuple or list."""
+    if isinstance(indices, LazyIndexTuple):
+        return list(indices.lengths)
+    if isinstance(indices, (tuple, list)):
+        return [len(x) for x in indices]
+    return None
+
+
+class UniformClassLayout:
+    """The sample order that makes all pairs of a batch whose classes all have `class_size`
+    members (as an M-per-class sampler gives) index-free.
+
+    Distances are computed from query rows ordered (member rank i, class g) to reference columns
+    ordered (class g, member rank j). Within the rows of one rank i, flattened, each row's
+    same-class block then starts every N + class_size entries, so the same-class entries and the
+    other-class entries of every row are two strided views of the (N, N) matrix.
+    """
+
+    def __init__(self, class_order, class_size):
+        self.class_size = class_size
+        self.num_classes = len(class_order) // class_size
+        self.col_order = class_order
+        self.row_order = class_order.view(self.num_classes, class_size).t().reshape(-1)
+
+    @classmethod
+    def from_labels(cls, labels):
+        """The layout of a batch, or None when its classes differ in size."""
+        class_order = torch.argsort(labels, stable=True)
+        _, sizes = torch.unique_consecutive(labels[class_order], return_counts=True)
+        # The one host sync: the sizes fix the shapes, as a nonzero() would.
+        smallest, largest = torch.stack(torch.aminmax(sizes)).tolist()
+        return cls(class_order, largest) if smallest == largest else None
+
+    def distance_matrix(self, distance, embeddings):
+        """The (N, N) matrix in this layout: rows ordered (i, g), columns (g, j)."""
+        query = embeddings.index_select(0, self.row_order)
+        return distance(query, embeddings.index_select(0, self.col_order))
+
+    def split_by_class(self, mat, negate_others=False):
+        """(same-class entries (N, class_size), other-class entries (N, N - class_size)) of
+        every row of `mat`, each row in column order; differentiable. `negate_others` negates
+        the other-class entries within the copy, where a separate negation would cost a
+        pass and a matrix more in backward."""
+        return _SplitByClass.apply(mat, self.class_size, negate_others)
+
+    def pos_pair_positions(self):
+        """Positions in the flattened same-class entries of every positive pair (anchor (i, g),
+        positive (g, j), j != i), shaped (i, q, g) where j is the q-th rank other than i."""
+        c, num_classes = self.class_size, self.num_classes
+        device = self.col_order.device
+        rank = torch.arange(c, device=device)
+        others = torch.arange(c - 1, device=device)
+        j = others.unsqueeze(0) + (others.unsqueeze(0) >= rank.unsqueeze(1)).long()
+        row = rank.view(c, 1, 1) * num_classes + torch.arange(num_classes, device=device)
+        return row * c + j.unsqueeze(2)
+
+    def pos_pairs(self):
+        """Sample indices (anchors, positives) of the positive pairs, shaped (i, q, g)."""
+        positions = self.pos_pair_positions()
+        c = self.class_size
+        anchors = self.row_order[positions // c]
+        class_start = (positions // c) % self.num_classes * c
+        return anchors, self.col_order[class_start + positions % c]
+
+    def negatives(self):
+        """Sample index of every other-class entry of `split_by_class`, (N, N - class_size):
+        for an anchor of class g, columns [0, g * c) and then [(g + 1) * c, N)."""
+        c, n = self.class_size, len(self.col_order)
+        device = self.col_order.device
+        position = torch.arange(n - c, device=device)
+        class_start = torch.arange(self.num_classes, device=device).repeat(c).unsqueeze(1) * c
+        return self.col_order[position + c * (position >= class_start)]
+
+
+def _class_block_views(mat, class_size):
+    """Strided views of an (N, N) matrix in UniformClassLayout order: the same-class entries
+    (c, G, c) and the other-class entries (c, G - 1, N), c = class_size, G = N // c."""
+    n = mat.shape[0]
+    num_classes = n // class_size
+    block_stride = n + class_size
+    rank_stride = num_classes * n
+    same = mat.as_strided(
+        (class_size, num_classes, class_size), (rank_stride, block_stride, 1), mat.storage_offset()
+    )
+    other = mat.as_strided(
+        (class_size, num_classes - 1, n),
+        (rank_stride, block_stride, 1),
+        mat.storage_offset() + class_size,
+    )
+    return same, other
+
+
+class _SplitByClass(torch.autograd.Function):
+    """Copies the two strided views out in forward, and writes the gradients back into one
+    fresh matrix in backward: each entry is in exactly one view, so nothing is zero-filled."""
+
+    @staticmethod
+    def forward(ctx, mat, class_size, negate_others):
+        ctx.set_materialize_grads(False)
+        ctx.class_size = class_size
+        ctx.negate_others = negate_others
+        n = mat.shape[0]
+        same, other = _class_block_views(mat.contiguous(), class_size)
+        # Written into tensors of their own (not views), so callers may modify them in place.
+        same_out, other_out = mat.new_empty(n, class_size), mat.new_empty(n, n - class_size)
+        same_out.view(same.shape).copy_(same)
+        _copy_maybe_negated(other, other_out.view(other.shape), negate_others)
+        return same_out, other_out
+
+    @staticmethod
+    def backward(ctx, grad_same, grad_other):
+        reference = grad_same if grad_same is not None else grad_other
+        n = reference.shape[0]
+        grad = reference.new_empty(n, n)
+        same, other = _class_block_views(grad, ctx.class_size)
+        if grad_same is None:
+            same.zero_()
+        else:
+            same.copy_(grad_same.reshape(same.shape))
+        if grad_other is None:
+            other.zero_()
+        else:
+            _copy_maybe_negated(grad_other.reshape(other.shape), other, ctx.negate_others)
+        return grad, None, None
+
+
+def _copy_maybe_negated(source, destination, negate):
+    if negate:
+        torch.neg(source, out=destination)
+    else:
+        destination.copy_(source)
