@@ -1,0 +1,4 @@
+from .embedder import Embedder
+from .mlp import MLP
+from .small_cnn import SmallCNN
+from .torchvision_trunk import TorchvisionTrunk

@@ -1,0 +1,189 @@
+"""metric-run: compose the Hydra config, check it, then train or test.
+
+    metric-run                                        # the embedded default run on the digits
+    metric-run loss=triplet miner=multisimilarity loss.margin=0.1
+    metric-run mode=test checkpoint=RUN_DIR           # evaluate a saved model only
+    metric-run resume=RUN_DIR                         # continue an interrupted run
+    metric-run --list [losses miners ...]             # every component, its arguments and defaults
+
+Mistakes in the config (unknown names or arguments, missing data, unusable checkpoints) end the
+run with one line on stderr and a non-zero exit code, before any run directory is written when
+they can be found from the config alone.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf import OmegaConf
+
+from .checkpoint import CheckpointError
+from .components import RunError, check_config
+from .evaluate import evaluate_checkpoint
+from .registry import CONF_DIR, ConfigError, closest, listing
+from .train import train
+
+EXIT_CODES = {ConfigError: 2, CheckpointError: 1, RunError: 1}
+# Overrides that pick a run to continue or evaluate, never replayed from a saved run.
+NOT_REPLAYED = ("resume", "checkpoint", "mode")
+
+
+def run(cfg, run_dir):
+    """Train or test as `cfg.mode` says, writing into `run_dir`."""
+    if cfg.mode == "test":
+        return evaluate_checkpoint(cfg, run_dir)
+    return train(cfg, run_dir)
+
+
+def compose_config(overrides=()):
+    """The config metric-run runs with these command-line overrides (Hydra's compose API).
+    Raises ConfigError with a one-line explanation of a bad override."""
+    overrides = translate_null_groups(overrides)
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="metric-run"):
+            return compose(config_name="config", overrides=overrides)
+    except Exception as error:  # Hydra reports override mistakes with several exception types
+        raise ConfigError(explain_override_error(error, overrides)) from None
+
+
+def main():
+    arguments = sys.argv[1:]
+    try:
+        if "--list" in arguments:
+            print(listing([a for a in arguments if a != "--list"]))
+            return
+        arguments = prepare(arguments)
+    except tuple(EXIT_CODES) as error:
+        exit_with(error)
+    sys.argv = [sys.argv[0], *arguments]
+    hydra_app()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def hydra_app(cfg):
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        run(cfg, run_dir)
+    except tuple(EXIT_CODES) as error:
+        exit_with(error)
+    except KeyboardInterrupt:
+        hint = f"; continue with: metric-run resume={run_dir}" if cfg.mode == "train" else ""
+        print(f"\nmetric-run: interrupted{hint}", file=sys.stderr)
+        sys.exit(130)
+
+
+def exit_with(error):
+    print(f"metric-run: error: {error}", file=sys.stderr)
+    sys.exit(EXIT_CODES[type(error)])
+
+
+def prepare(arguments):
+    """Command-line overrides as Hydra should get them, checked first when that is possible.
+
+    `group=null` becomes Hydra's `~group`; `resume=RUN_DIR` replays that run's overrides and
+    writes into its directory. With Hydra flags (-m, --cfg, ...) Hydra gets the rest as is.
+    """
+    arguments = translate_null_groups(arguments)
+    if any(a.startswith("-") for a in arguments):
+        return arguments
+    resume = override_value(arguments, "resume")
+    if resume not in (None, "null"):
+        arguments = resume_arguments(Path(resume).expanduser(), arguments)
+    else:
+        check_new_run_dir(override_value(arguments, "hydra.run.dir"))
+    task_overrides = [a for a in arguments if key_of(a).split("/")[0].split(".")[0] != "hydra"]
+    check_config(compose_config(task_overrides))
+    return arguments
+
+
+def resume_arguments(run_dir, arguments):
+    """The resumed run's own overrides (so `metric-run resume=DIR` needs nothing else), then
+    these, then: write into that directory and leave Hydra's files and log there untouched."""
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise ConfigError(
+            f"resume: {run_dir} is not a metric-run run directory (no checkpoints/last.pt)"
+        )
+    saved_path = run_dir / ".hydra" / "overrides.yaml"
+    saved = list(OmegaConf.load(saved_path)) if saved_path.is_file() else []
+    given = {key_of(a) for a in arguments}
+    replayed = [a for a in saved if key_of(a) not in given and key_of(a) not in NOT_REPLAYED]
+    return [
+        *replayed,
+        *arguments,
+        f"hydra.run.dir={quote(run_dir.resolve())}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=stdout",
+    ]
+
+
+def check_new_run_dir(run_dir):
+    if run_dir and (Path(run_dir) / "checkpoints").exists():
+        raise ConfigError(
+            f"hydra.run.dir: {run_dir} already holds a run; continue it with resume={run_dir} "
+            "or choose a new directory"
+        )
+
+
+def translate_null_groups(overrides):
+    """`miner=null` -> `~miner`: Hydra removes a group from the defaults list with `~`."""
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    return [
+        f"~{key_of(o)}" if key_of(o) in groups and o.endswith("=null") and o[0] != "~" else o
+        for o in overrides
+    ]
+
+
+def key_of(override):
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def override_value(overrides, key):
+    values = [o.split("=", 1)[1] for o in overrides if "=" in o and key_of(o) == key]
+    return values[-1] if values else None
+
+
+def quote(path):
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def explain_override_error(error, overrides):
+    message = str(error).strip()
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", message)
+    if isinstance(error, MissingConfigException) and missing:
+        group, option = missing.groups()
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        return (
+            f"{group}: no config {option!r} in conf/{group}/{closest(option, options)} "
+            f"(options: {', '.join(options)})"
+        )
+    full_key = getattr(error.__cause__, "full_key", None)
+    if full_key:
+        return unknown_key_message(full_key, overrides)
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse the overrides: {message.splitlines()[0]}"
+    return message.splitlines()[0]
+
+
+def unknown_key_message(full_key, overrides):
+    """`loss.margn=0.1` -> the valid keys next to it, closest first."""
+    parent_path, _, key = full_key.rpartition(".")
+    groups = [o for o in overrides if "." not in key_of(o) and o[0] != "+"]
+    try:
+        parent = compose_config([o for o in groups if key_of(o) != full_key])
+        for part in filter(None, parent_path.split(".")):
+            parent = parent[part]
+        valid = [str(k) for k in parent.keys()]
+    except Exception:  # the parent itself is unknown: no suggestion
+        valid = []
+    return (
+        f"{full_key}: no such config key{closest(key, valid)} "
+        f"(keys here: {', '.join(valid) or 'none'}; add a new key with +{full_key}=...)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+import torch
+
+from ..utils import common_functions as c_f
+from .base_tester import eval_mode
+from .global_embedding_space import GlobalEmbeddingSpaceTester
+
+
+class GlobalTwoStreamEmbeddingSpaceTester(GlobalEmbeddingSpaceTester):
+    """For two-stream data (TwoStreamMetricLoss): the dataset yields (anchor, positive, label);
+    anchors are the queries and the positives of the same split are the reference."""
+
+    @staticmethod
+    def default_data_and_label_getter(batch):
+        return batch[0], batch[1], batch[2]
+
+    def check_splits_to_eval(self, dataset_dict, splits_to_eval):
+        splits_to_eval = super().check_splits_to_eval(dataset_dict, splits_to_eval)
+        if any(references != [query] for query, references in splits_to_eval):
+            raise ValueError(
+                "GlobalTwoStreamEmbeddingSpaceTester evaluates each split's anchors against its own "
+                "positives: splits_to_eval entries must look like (split, [split])."
+            )
+        return splits_to_eval
+
+    def get_embeddings_and_labels(self, dataset, trunk_model, embedder_model, collate_fn):
+        anchors, positives, labels = self.get_all_embeddings(
+            dataset, trunk_model, embedder_model, collate_fn
+        )
+        return anchors, labels, positives
+
+    def get_all_embeddings(
+        self,
+        dataset,
+        trunk_model,
+        embedder_model=None,
+        collate_fn=None,
+        eval=True,
+        return_as_numpy=False,
+    ):
+        """(anchor embeddings, positive embeddings, labels (N, num_levels)) of a whole dataset."""
+        embedder_model = torch.nn.Identity() if embedder_model is None else embedder_model
+        anchors, positives, labels = [], [], []
+        with eval_mode(trunk_model, embedder_model, enabled=eval), torch.no_grad():
+            for batch in self.dataloader(dataset, collate_fn):
+                anchor_data, positive_data, batch_labels = self.data_and_label_getter(batch)
+                anchors.append(
+                    self.get_embeddings_for_eval(trunk_model, embedder_model, anchor_data)
+                )
+                positives.append(
+                    self.get_embeddings_for_eval(trunk_model, embedder_model, positive_data)
+                )
+                labels.append(self.process_labels(batch_labels))
+        num_anchors = sum(len(a) for a in anchors)
+        # One projection for both streams, so anchors and positives stay in the same space.
+        both = self.postprocess(torch.cat(anchors + positives))
+        anchors, positives, labels = both[:num_anchors], both[num_anchors:], torch.cat(labels)
+        if return_as_numpy:
+            return c_f.to_numpy(anchors), c_f.to_numpy(positives), c_f.to_numpy(labels)
+        return anchors, positives, labels
+
+    def set_reference_and_query(
+        self, embeddings_and_labels, query_split_name, reference_split_names
+    ):
+        anchors, labels, positives = embeddings_and_labels[query_split_name]
+        return anchors, labels, positives, labels
+
+    def ref_includes_query(self, query_split_name, reference_split_names):
+        return False

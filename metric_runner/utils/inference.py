@@ -1,0 +1,402 @@
+"""Nearest-neighbour search, k-means and retrieval with a trained model (PML's utils.inference).
+
+Every k-NN function follows one contract, `knn_func(query, k, reference, ref_includes_query)
+-> (distances, indices)`, each (len(query), k), nearest first, on the query's device. Ties are
+broken by the lower reference index, so a search gives the same answer whatever its block size.
+When `ref_includes_query` is True the query is the first len(query) rows of the reference: k + 1
+neighbours are searched and each query's own row is removed (the last neighbour when the own
+row is not among them).
+"""
+
+import numpy as np
+import torch
+
+from ..distances import CosineSimilarity, LpDistance
+from . import common_functions as c_f
+
+# Largest (queries x references) block a search materialises at once: 2**26 float32 = 256 MiB.
+SEARCH_BLOCK_ELEMENTS = 2**26
+# Beyond this many query rows a bigger block no longer speeds up the product, only costs memory.
+MAX_BLOCK_ROWS = 1024
+# faiss GPU indexes cannot return more neighbours than this.
+FAISS_GPU_MAX_K = 2048
+
+
+def import_faiss():
+    try:
+        import faiss
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "faiss is not installed: `pip install faiss-cpu` (or faiss-gpu), or use "
+            "CustomKNN(distance) as knn_func / a kmeans_func of your own."
+        ) from error
+    return faiss
+
+
+def at_least_float32(x):
+    """Half-precision inputs are scored in float32 (no CPU half matmul, and ties would abound)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def rows_per_block(num_columns, block_elements=SEARCH_BLOCK_ELEMENTS):
+    return max(1, block_elements // max(1, num_columns))
+
+
+def check_knn_args(query, k, reference_shape, ref_includes_query):
+    if query.ndim != 2 or len(reference_shape) != 2:
+        raise ValueError(
+            f"query and reference must be 2D (N, embedding_size), got {tuple(query.shape)} "
+            f"and {tuple(reference_shape)}."
+        )
+    if query.shape[1] != reference_shape[1]:
+        raise ValueError(
+            f"query has embedding size {query.shape[1]} but reference has {reference_shape[1]}."
+        )
+    available = reference_shape[0] - int(ref_includes_query)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 < k <= available:
+        raise ValueError(
+            f"k must be an integer in [1, {available}] (the reference has {reference_shape[0]} rows"
+            f"{', one of them the query itself' if ref_includes_query else ''}), got {k!r}."
+        )
+
+
+def ordered_topk(mat, k, largest):
+    """Top-k of each row, ordered by value and then by column index.
+
+    torch.topk leaves the order of equal values unspecified, so rows whose k-th and (k+1)-th
+    values tie are redone with a stable sort, and ties inside the k are ordered by index.
+    """
+    num_columns = mat.shape[1]
+    if 2 * k >= num_columns:
+        values, indices = torch.sort(mat, dim=1, descending=largest, stable=True)
+        return values[:, :k], indices[:, :k]
+    values, indices = torch.topk(mat, k + 1, dim=1, largest=largest, sorted=True)
+    boundary_tie = values[:, k - 1] == values[:, k]
+    values, indices = values[:, :k], indices[:, :k]
+    if boundary_tie.any():
+        rows = torch.nonzero(boundary_tie).squeeze(1)
+        tied_values, tied_indices = torch.sort(mat[rows], dim=1, descending=largest, stable=True)
+        values[rows] = tied_values[:, :k]
+        indices[rows] = tied_indices[:, :k]
+    inner_tie = (values[:, 1:] == values[:, :-1]).any(dim=1)
+    if inner_tie.any():
+        rows = torch.nonzero(inner_tie).squeeze(1)
+        by_index, order = torch.sort(indices[rows], dim=1)
+        tied_values, order_by_value = torch.sort(
+            values[rows].gather(1, order), dim=1, descending=largest, stable=True
+        )
+        values[rows] = tied_values
+        indices[rows] = by_index.gather(1, order_by_value)
+    return values, indices
+
+
+def remove_self(distances, indices, self_indices):
+    """Drop one column per row: the query's own reference row, or the last when it is absent."""
+    num_rows, num_columns = indices.shape
+    found, position = (indices == self_indices.unsqueeze(1)).max(dim=1)
+    drop = torch.where(found, position, num_columns - 1)
+    kept = torch.arange(num_columns - 1, device=indices.device).unsqueeze(0).expand(num_rows, -1)
+    kept = kept + (kept >= drop.unsqueeze(1))
+    return distances.gather(1, kept), indices.gather(1, kept)
+
+
+class CustomKNN:
+    """Exact k-NN by brute force with any distance object (`LpDistance`, `CosineSimilarity`, ...).
+
+    Queries are processed `batch_size` rows at a time (default: as many as keep the block under
+    SEARCH_BLOCK_ELEMENTS, at most MAX_BLOCK_ROWS), so memory beyond the output is one block,
+    never the full matrix.
+    Distances come back as the distance object computes them (similarities for inverted ones).
+    """
+
+    def __init__(self, distance, batch_size=None):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
+        self.distance = distance
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, query, k, reference, ref_includes_query=False):
+        check_knn_args(query, k, reference.shape, ref_includes_query)
+        num_search = k + int(ref_includes_query)
+        score, largest, to_distances = self.block_scorer(reference)
+        batch_size = self.batch_size or min(MAX_BLOCK_ROWS, rows_per_block(len(reference)))
+        blocks = [
+            ordered_topk(score(query[start : start + batch_size]), num_search, largest)
+            for start in range(0, len(query), batch_size)
+        ]
+        scores, indices = torch.cat([b[0] for b in blocks]), torch.cat([b[1] for b in blocks])
+        distances = to_distances(scores)
+        if ref_includes_query:
+            distances, indices = remove_self(
+                distances, indices, torch.arange(len(query), device=indices.device)
+            )
+        return distances, indices
+
+    def block_scorer(self, reference):
+        """A function scoring a query block against the reference, whether larger scores are
+        closer, and the map from kept scores to the distance's values.
+
+        Euclidean distances rank like their squares, which one matrix product gives
+        (|q|^2 + |r|^2 - 2 q.r, as cdist computes them at this scale): the root is taken of
+        the k kept values only, and reference norms are computed once, not per block.
+        """
+        distance = self.distance
+        if type(distance) is LpDistance and distance.p == 2 and distance.power in (1, 2):
+            reference = distance.maybe_normalize(at_least_float32(reference))
+            reference_sq_norms = (reference * reference).sum(dim=1)
+
+            def score(block):
+                block = distance.maybe_normalize(at_least_float32(block))
+                mat = torch.addmm(reference_sq_norms, block, reference.T, alpha=-2)
+                return mat.add_((block * block).sum(dim=1, keepdim=True)).clamp_(min=0)
+
+            largest, to_distances = (
+                False,
+                torch.sqrt if distance.power == 1 else torch.nn.Identity(),
+            )
+        else:
+
+            def score(block):
+                return distance(block, reference)
+
+            largest, to_distances = distance.is_inverted, torch.nn.Identity()
+        return score, largest, to_distances
+
+
+class FaissKNN:
+    """Exact (IndexFlatL2 by default) or approximate k-NN with a faiss index.
+
+    `reset_before`: build a fresh index from `reference` at each call (otherwise `reference` is
+    added to the current index). `reset_after`: drop the index after the call. `index_init_fn`
+    (default faiss.IndexFlatL2) takes the embedding size and returns an empty index. On CUDA
+    queries, the index is copied to GPU(s) `gpus` (all by default) when faiss has GPU support
+    and k <= 2048; otherwise the search runs on the CPU. IndexFlatL2 distances are squared L2.
+    """
+
+    def __init__(self, reset_before=True, reset_after=True, index_init_fn=None, gpus=None):
+        self.faiss = import_faiss()
+        self.reset_before = reset_before
+        self.reset_after = reset_after
+        self.index_init_fn = self.faiss.IndexFlatL2 if index_init_fn is None else index_init_fn
+        self.gpus = gpus
+        self.index = None
+
+    @torch.no_grad()
+    def __call__(self, query, k, reference=None, ref_includes_query=False):
+        if reference is not None:
+            if self.reset_before:
+                self.reset()
+            self.add(reference)
+        if self.index is None:
+            raise ValueError(
+                "FaissKNN has no index to search: pass reference, or call train(embeddings) first."
+            )
+        check_knn_args(query, k, (self.index.ntotal, self.index.d), ref_includes_query)
+        num_search = k + int(ref_includes_query)
+        distances, indices = self.search_index(query, num_search)
+        distances = torch.from_numpy(distances).to(query.device)
+        indices = torch.from_numpy(indices).to(query.device)
+        if ref_includes_query:
+            own_rows = torch.arange(len(query), device=query.device)
+            distances, indices = remove_self(distances, indices, own_rows)
+        if self.reset_after:
+            self.reset()
+        return distances, indices
+
+    def search_index(self, query, k):
+        index = self.index
+        if query.is_cuda and k <= FAISS_GPU_MAX_K and hasattr(self.faiss, "StandardGpuResources"):
+            if self.gpus is None:
+                index = self.faiss.index_cpu_to_all_gpus(index)
+            else:
+                index = self.faiss.index_cpu_to_gpus_list(index, gpus=self.gpus)
+        return index.search(to_faiss_array(query), k)
+
+    def train(self, embeddings):
+        """Build a new index holding `embeddings`."""
+        self.reset()
+        self.add(embeddings)
+
+    def add(self, embeddings):
+        if embeddings.ndim != 2:
+            raise ValueError(
+                f"embeddings must be 2D (N, embedding_size), got {tuple(embeddings.shape)}."
+            )
+        if self.index is None:
+            self.index = self.index_init_fn(embeddings.shape[1])
+        elif self.index.d != embeddings.shape[1]:
+            raise ValueError(
+                f"The index holds {self.index.d}-d embeddings but got {embeddings.shape[1]}-d ones."
+            )
+        self.index.add(to_faiss_array(embeddings))
+
+    def reset(self):
+        self.index = None
+
+    def save(self, filename):
+        if self.index is None:
+            raise ValueError("FaissKNN has no index to save: call train(embeddings) first.")
+        self.faiss.write_index(self.index, str(filename))
+
+    def load(self, filename):
+        self.index = self.faiss.read_index(str(filename))
+
+
+def to_faiss_array(x):
+    return np.ascontiguousarray(c_f.to_numpy(x), dtype=np.float32)
+
+
+class FaissKMeans:
+    """k-means with faiss.Kmeans(**kwargs) (faiss's defaults unless overridden, e.g. niter=20).
+    Returns each row's cluster as a long tensor on the input's device."""
+
+    def __init__(self, **kwargs):
+        self.faiss = import_faiss()
+        self.kwargs = kwargs
+
+    def __call__(self, x, nmb_clusters):
+        if x.ndim != 2:
+            raise ValueError(f"x must be 2D (N, embedding_size), got {tuple(x.shape)}.")
+        data = to_faiss_array(x)
+        kmeans = self.faiss.Kmeans(data.shape[1], int(nmb_clusters), **self.kwargs)
+        kmeans.train(data)
+        _, cluster_ids = kmeans.index.search(data, 1)
+        return torch.from_numpy(cluster_ids[:, 0]).long().to(x.device)
+
+
+class MatchFinder:
+    """Decides which pairs match: similarity >= threshold (inverted distances) or distance <=
+    threshold. `threshold` can be given here or per call."""
+
+    def __init__(self, distance, threshold=None):
+        self.distance = distance
+        self.threshold = threshold
+
+    def get_threshold(self, threshold):
+        threshold = self.threshold if threshold is None else threshold
+        if threshold is None:
+            raise ValueError("No threshold: pass threshold to MatchFinder(...) or to this call.")
+        return threshold
+
+    def is_close(self, values, threshold):
+        threshold = self.get_threshold(threshold)
+        return values >= threshold if self.distance.is_inverted else values <= threshold
+
+    @torch.no_grad()
+    def get_matching_pairs(self, query_emb, ref_emb=None, threshold=None, return_tuples=False):
+        """(len(query), len(ref)) boolean numpy matrix, or the list of matching (i, j) pairs."""
+        matches = self.is_close(self.distance(query_emb, ref_emb), threshold).cpu().numpy()
+        if return_tuples:
+            return list(zip(*np.where(matches)))
+        return matches
+
+    @torch.no_grad()
+    def is_match(self, x, y, threshold=None):
+        """Whether row i of x matches row i of y, as a boolean numpy array."""
+        x, y = self.distance.maybe_normalize(x), self.distance.maybe_normalize(y)
+        return self.is_close(self.distance.pairwise_distance(x, y), threshold).cpu().numpy()
+
+
+class InferenceModel:
+    """Embeds inputs with a trained trunk (+ embedder) and answers retrieval questions:
+    nearest neighbours in an index (`train_knn`, `add_to_knn`, `get_nearest_neighbors`) and
+    thresholded matches (`get_matches`, `is_match`, through a MatchFinder).
+
+    Inputs are a tensor batch, a list of tensors, or a dataset whose items are tensors or
+    (tensor, label, ...) tuples. Defaults: MatchFinder(CosineSimilarity(), threshold=0.9) and a
+    persistent FaissKNN.
+    """
+
+    def __init__(
+        self,
+        trunk,
+        embedder=None,
+        match_finder=None,
+        normalize_embeddings=True,
+        knn_func=None,
+        data_device=None,
+        dtype=None,
+    ):
+        self.trunk = trunk
+        self.embedder = torch.nn.Identity() if embedder is None else embedder
+        self.match_finder = (
+            MatchFinder(distance=CosineSimilarity(), threshold=0.9)
+            if match_finder is None
+            else match_finder
+        )
+        self.knn_func = (
+            FaissKNN(reset_before=False, reset_after=False) if knn_func is None else knn_func
+        )
+        self.normalize_embeddings = normalize_embeddings
+        self.data_device = (
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            if data_device is None
+            else torch.device(data_device)
+        )
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def get_embeddings(self, x):
+        x = self.process_if_list(x)
+        x = c_f.to_device(x, device=self.data_device, dtype=self.dtype)
+        self.trunk.eval()
+        self.embedder.eval()
+        embeddings = self.embedder(self.trunk(x))
+        if self.normalize_embeddings:
+            embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+        return embeddings
+
+    def process_if_list(self, x):
+        return torch.stack(list(x)) if c_f.is_list_or_tuple(x) else x
+
+    def get_embeddings_from_tensor_or_dataset(self, inputs, batch_size):
+        inputs = self.process_if_list(inputs)
+        if torch.is_tensor(inputs):
+            batches = torch.split(inputs, batch_size)
+        elif isinstance(inputs, torch.utils.data.Dataset):
+            batches = (
+                batch[0] if c_f.is_list_or_tuple(batch) else batch
+                for batch in torch.utils.data.DataLoader(inputs, batch_size=batch_size)
+            )
+        else:
+            raise TypeError(
+                f"inputs must be a tensor, a list of tensors or a torch Dataset, got {type(inputs).__name__}."
+            )
+        return torch.cat([self.get_embeddings(batch) for batch in batches])
+
+    def train_knn(self, inputs, batch_size=64):
+        """Make `inputs` the search space of get_nearest_neighbors."""
+        self.call_knn(self.knn_index_method("train"), inputs, batch_size)
+
+    def add_to_knn(self, inputs, batch_size=64):
+        self.call_knn(self.knn_index_method("add"), inputs, batch_size)
+
+    def knn_index_method(self, name):
+        if not hasattr(self.knn_func, name):
+            raise TypeError(
+                f"{type(self.knn_func).__name__} keeps no index; InferenceModel needs a knn_func "
+                "with train/add such as FaissKNN(reset_before=False, reset_after=False)."
+            )
+        return getattr(self.knn_func, name)
+
+    def call_knn(self, func, inputs, batch_size):
+        func(self.get_embeddings_from_tensor_or_dataset(inputs, batch_size))
+
+    def get_nearest_neighbors(self, query, k):
+        """(distances, indices) of the k nearest indexed embeddings to each query input."""
+        return self.knn_func(self.get_embeddings(query), k)
+
+    def get_matches(self, query, ref=None, threshold=None, return_tuples=False):
+        query_emb = self.get_embeddings(query)
+        ref_emb = None if ref is None else self.get_embeddings(ref)
+        return self.match_finder.get_matching_pairs(query_emb, ref_emb, threshold, return_tuples)
+
+    def is_match(self, x, y, threshold=None):
+        return self.match_finder.is_match(self.get_embeddings(x), self.get_embeddings(y), threshold)
+
+    def save_knn_func(self, filename):
+        self.knn_func.save(filename)
+
+    def load_knn_func(self, filename):
+        self.knn_func.load(filename)

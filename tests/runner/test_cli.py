@@ -1,0 +1,213 @@
+"""The metric-run command: listing, one-line errors with exit codes, resume, any working folder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from metric_runner.runner import cli
+from metric_runner.runner import train as train_module
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def metric_run(monkeypatch, *arguments):
+    """Run `metric-run ARGUMENTS` in this process; returns the exit code."""
+    monkeypatch.setattr(sys, "argv", ["metric-run", *arguments])
+    try:
+        cli.main()
+    except SystemExit as exit:
+        return exit.code
+    return 0
+
+
+def one_error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("metric-run: error: ")
+    return err
+
+
+def test_list_prints_every_component_with_arguments_and_defaults(monkeypatch, capsys):
+    assert metric_run(monkeypatch, "--list") == 0
+    out = capsys.readouterr().out
+    for header in ("datasets:", "models:", "losses:", "miners:", "distances:", "reducers:"):
+        assert header in out
+    for header in ("regularizers:", "samplers:", "optimizers:", "schedulers:", "testers:"):
+        assert header in out
+    assert "MultiSimilarityMiner(epsilon=0.1" in out
+    assert "Digits(split, as_images=True, val_fraction=0.2)" in out
+    assert metric_run(monkeypatch, "--list", "lossses") == 2
+    assert "no component kind 'lossses'; did you mean losses" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["loss=tripplet"], "loss: no config 'tripplet' in conf/loss/; did you mean triplet"),
+        (["epoch=3"], "epoch: no such config key; did you mean epochs?"),
+        (
+            ["loss=triplet", "loss.margn=0.1"],
+            "loss.margn: no such config key; did you mean margin?",
+        ),
+        (
+            ["loss.name=TripletMarginLos"],
+            "loss: unknown loss 'TripletMarginLos'; did you mean TripletMarginLoss",
+        ),
+        (["+loss.margn=1"], "loss: MultiSimilarityLoss has no argument 'margn'"),
+        (
+            ["miner.distance=cosine_similarty"],
+            "miner.distance: unknown distance 'cosine_similarty'; did you mean cosine_similarity",
+        ),
+        (["optimizer.name=Adamm"], "optimizer: unknown optimizer 'Adamm'; did you mean Adam"),
+        (["mode=test"], "checkpoint: mode=test needs checkpoint=PATH"),
+        (["mode=tset"], "mode: must be one of train, test"),
+        (["resume=/nonexistent/run"], "resume: /nonexistent/run is not a metric-run run directory"),
+        (["imports=[no_such_module_here]"], "imports: cannot import 'no_such_module_here'"),
+    ],
+)
+def test_config_mistakes_stop_with_one_line_before_any_run_directory(
+    monkeypatch, capsys, tmp_path, arguments, expected
+):
+    monkeypatch.chdir(tmp_path)
+    assert metric_run(monkeypatch, *arguments) == 2
+    assert expected in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def truncated_checkpoint(finished_run, tmp_path):
+    path = tmp_path / "truncated.pt"
+    path.write_bytes((finished_run[0] / "checkpoints" / "last.pt").read_bytes()[:5000])
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arguments", "expected", "code"),
+    [
+        (
+            ["dataset=image_folder", "dataset.root=/nonexistent/images"],
+            "'/nonexistent/images' is not a folder",
+            2,
+        ),
+        (["dataset=image_folder", "dataset.root={empty}"], "holds no images", 2),
+        (["sampler.m=200", "batch_size=200"], "sampler.m=200 but training class 0 has only", 1),
+        (["mode=test", "checkpoint={truncated}"], "it may be truncated", 1),
+        (["mode=test", "checkpoint={run}", "model=mlp"], "holds a different model.trunk", 1),
+        (
+            ["mode=test", "checkpoint={run}", "model.embedder.out_features=32"],
+            "holds a different model.embedder",
+            1,
+        ),
+    ],
+)
+def test_data_and_checkpoint_problems_stop_with_one_line(
+    monkeypatch, capsys, tmp_path, finished_run, truncated_checkpoint, arguments, expected, code
+):
+    (tmp_path / "empty").mkdir()
+    paths = {"empty": tmp_path / "empty", "truncated": truncated_checkpoint, "run": finished_run[0]}
+    arguments = [a.format(**paths) for a in arguments]
+    before = sorted(p.name for p in finished_run[0].rglob("*"))
+    exit_code = metric_run(monkeypatch, *arguments, f"hydra.run.dir={tmp_path / 'new_run'}")
+    assert exit_code == code
+    assert expected in one_error_line(capsys)
+    assert sorted(p.name for p in finished_run[0].rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_the_command_line(monkeypatch, capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    save = train_module.save_checkpoint
+
+    def save_then_interrupt(state, path):
+        save(state, path)
+        if state["epoch"] == 1 and path.name == "last.pt":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
+    assert metric_run(monkeypatch, "epochs=2", "model=mlp", f"hydra.run.dir={run_dir}") == 130
+    assert f"continue with: metric-run resume={run_dir}" in capsys.readouterr().err
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    hydra_files = {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()}
+
+    assert metric_run(monkeypatch, f"resume={run_dir}") == 0  # replays epochs=2 model=mlp
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == hydra_files
+    assert "| val | mean_average_precision_at_r |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_metric_run_works_from_any_folder(tmp_path):
+    """The installed command finds its configs inside the package, not in the working folder."""
+    command = [shutil.which("metric-run")] if shutil.which("metric-run") else None
+    env = dict(os.environ)
+    if command is None:  # not installed: run the module, with the repository importable
+        command = [sys.executable, "-m", "metric_runner.runner.cli"]
+        env["PYTHONPATH"] = os.pathsep.join([str(REPOSITORY), env.get("PYTHONPATH", "")])
+    Image.new("RGB", (4, 4)).save(tmp_path / "not_a_dataset.png")  # a folder with unrelated files
+    result = subprocess.run(
+        [*command, "epochs=1", "model=mlp", "hydra.run.dir=out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out_dir = tmp_path / "out"
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert (out_dir / "summary.md").read_text().split("\n\n", 1)[1] in result.stdout
+    assert (out_dir / "checkpoints" / "best.pt").is_file()
+    assert (out_dir / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_the_built_package_ships_every_config(tmp_path):
+    """conf/ reaches the wheel through the metric_runner/conf link, so installs work anywhere."""
+    pytest.importorskip("setuptools")
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPOSITORY,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".*", "build", "dist", "runs", "outputs", "*.egg-info", "__pycache__"
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name for name in archive.namelist() if name.startswith("metric_runner/conf/")}
+    expected = {
+        f"metric_runner/conf/{p.relative_to(REPOSITORY / 'conf')}"
+        for p in (REPOSITORY / "conf").rglob("*.yaml")
+    }
+    assert "metric_runner/conf/config.yaml" in expected
+    assert shipped == expected

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from metric_runner.testers import BaseTester, GlobalEmbeddingSpaceTester
+from metric_runner.testers.base_tester import principal_components
+from metric_runner.utils.accuracy_calculator import AccuracyCalculator
+from tests.testers.helpers import embed, models, one_level_dataset, two_level_dataset
+
+
+def make_tester(**kwargs):
+    return GlobalEmbeddingSpaceTester(
+        dataloader_num_workers=0, data_device="cpu", batch_size=5, **kwargs
+    )
+
+
+def test_get_all_embeddings_keeps_order_and_model_modes():
+    trunk = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Dropout(0.9))
+    trunk.train()
+    dataset = two_level_dataset(n=24)
+    embeddings, labels = make_tester(normalize_embeddings=False).get_all_embeddings(dataset, trunk)
+    x, expected_labels = dataset.tensors
+    trunk.eval()
+    assert torch.allclose(embeddings, trunk[0](x).detach(), atol=1e-6)  # dropout was off
+    trunk.train()
+    assert trunk.training  # and the model is back in training mode
+    assert torch.equal(labels, expected_labels)
+    as_numpy = make_tester(normalize_embeddings=False).get_all_embeddings(
+        dataset, trunk, return_as_numpy=True
+    )
+    assert isinstance(as_numpy[0], np.ndarray) and as_numpy[1].shape == (24, 2)
+
+
+def test_data_and_label_getter_and_string_labels_mapped_to_ranks():
+    class DictDataset(torch.utils.data.Dataset):
+        names = ["dog", "cat", "monkey", "cat", "dog", "dog"]
+
+        def __len__(self):
+            return len(self.names)
+
+        def __getitem__(self, i):
+            return {"image": torch.full((6,), float(i)), "name": self.names[i]}
+
+    t = make_tester(
+        data_and_label_getter=lambda batch: (batch["image"], batch["name"]),
+        set_min_label_to_zero=True,
+        dataset_labels=DictDataset.names,
+    )
+    trunk, _ = models()
+    embeddings, labels = t.get_all_embeddings(DictDataset(), trunk)
+    # sorted labels: cat=0, dog=1, monkey=2
+    assert labels[:, 0].tolist() == [1, 0, 2, 0, 1, 1]
+    assert torch.allclose(
+        embeddings, embed(torch.arange(6.0).unsqueeze(1).repeat(1, 6), trunk), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="set_min_label_to_zero=True needs dataset_labels"):
+        make_tester(set_min_label_to_zero=True)
+
+
+def test_pca_projects_on_the_top_principal_components():
+    x = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor(
+        [5.0, 3.0, 1.0, 0.5, 0.1]
+    )
+    projected = principal_components(x, 2)
+    centered = (x - x.mean(0)).numpy().astype(np.float64)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    expected = centered @ vt[:2].T
+    np.testing.assert_allclose(np.abs(projected.numpy()), np.abs(expected), rtol=1e-4, atol=1e-4)
+    trunk, embedder = models()
+    embeddings, _ = make_tester(pca=2).get_all_embeddings(one_level_dataset(), trunk, embedder)
+    assert embeddings.shape == (36, 2)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(36))
+
+
+def test_visualizer_hook_receives_each_split_and_level():
+    calls = []
+
+    class FirstTwoColumns:
+        def fit_transform(self, x):
+            return x[:, :2]
+
+    trunk, embedder = models()
+    t = make_tester(
+        accuracy_calculator=AccuracyCalculator(include=("precision_at_1",)),
+        label_hierarchy_level="all",
+        visualizer=FirstTwoColumns(),
+        visualizer_hook=lambda *args: calls.append(args),
+    )
+    dataset = two_level_dataset()
+    t.test({"val": dataset}, 7, trunk, embedder)
+    assert [(c[3], c[4], c[5]) for c in calls] == [
+        ("val", "FirstTwoColumns_level0", 7),
+        ("val", "FirstTwoColumns_level1", 7),
+    ]
+    x, labels = dataset.tensors
+    np.testing.assert_allclose(calls[0][1], embed(x, trunk, embedder)[:, :2].numpy(), atol=1e-6)
+    assert np.array_equal(calls[1][2], labels[:, 1].numpy())
+
+
+def test_description_suffixes_and_keynames():
+    t = make_tester(
+        pca=8, use_trunk_output=True, accuracy_calculator=AccuracyCalculator(avg_of_avgs=True)
+    )
+    assert (
+        t.description_suffixes("val")
+        == "val_normalized_pca8_trunk_GlobalEmbeddingSpaceTester_level_0_avg_of_avgs"
+    )
+    assert t.accuracies_keyname("r_precision", 2) == "r_precision_level2"
+    assert t.accuracies_keyname("r_precision", average=True) == "AVERAGE_r_precision"
+
+
+def test_base_tester_needs_a_search_strategy():
+    trunk, embedder = models()
+    with pytest.raises(NotImplementedError):
+        BaseTester(dataloader_num_workers=0, data_device="cpu").test(
+            {"a": one_level_dataset()}, 0, trunk, embedder
+        )

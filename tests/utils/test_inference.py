@@ -1,0 +1,313 @@
+import numpy as np
+import pytest
+import torch
+
+from metric_runner.distances import CosineSimilarity, DotProductSimilarity, LpDistance, SNRDistance
+from metric_runner.utils import inference
+from metric_runner.utils.inference import (
+    CustomKNN,
+    InferenceModel,
+    MatchFinder,
+    ordered_topk,
+    remove_self,
+)
+from tests.helpers import TEST_DEVICE, assert_close, clustered_embeddings
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_threaded_faiss():
+    """faiss's OpenMP threads spin-wait on a busy machine; one thread keeps tiny inputs fast."""
+    try:
+        import faiss
+    except ModuleNotFoundError:
+        yield
+        return
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+@pytest.fixture
+def faiss():
+    return pytest.importorskip("faiss")
+
+
+def brute_force_knn(query, reference, k, distance, ref_includes_query=False):
+    """Every query's full ranking by (distance, reference index), written out with a loop."""
+    mat = distance(query, reference)
+    all_values, all_indices = [], []
+    for i in range(len(query)):
+        sign = -1 if distance.is_inverted else 1
+        row = [sign * value for value in mat[i].tolist()]
+        order = sorted(range(len(reference)), key=lambda j: (row[j], j))  # noqa: B023
+        if ref_includes_query:
+            order.remove(i)
+        all_indices.append(order[:k])
+        all_values.append([sign * row[j] for j in order[:k]])
+    return torch.tensor(all_values, dtype=mat.dtype), torch.tensor(all_indices)
+
+
+# ---------------------------------------------------------------- ordering and self removal
+
+
+def test_ordered_topk_breaks_ties_by_column_index():
+    mat = torch.tensor([[3.0, 1.0, 2.0, 1.0, 1.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
+    values, indices = ordered_topk(mat, 3, largest=False)
+    assert indices.tolist() == [[5, 1, 3], [0, 1, 2]]
+    assert values.tolist() == [[0.5, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    values, indices = ordered_topk(mat, 2, largest=True)
+    assert indices.tolist() == [[0, 2], [0, 1]]
+    # k close to the row length takes the sorting path: same rule.
+    assert ordered_topk(mat, 5, largest=False)[1].tolist() == [[5, 1, 3, 4, 2], [0, 1, 2, 3, 4]]
+
+
+def test_remove_self_drops_own_row_or_else_the_last():
+    indices = torch.tensor([[0, 4, 2], [3, 1, 7], [6, 0, 5]])
+    distances = indices.float()
+    kept_distances, kept = remove_self(distances, indices, torch.tensor([0, 1, 2]))
+    # row 0 holds itself first, row 1 holds itself second, row 2 does not hold itself.
+    assert kept.tolist() == [[4, 2], [3, 7], [6, 0]]
+    assert torch.equal(kept_distances, kept.float())
+
+
+# ---------------------------------------------------------------- CustomKNN
+
+
+@pytest.mark.parametrize(
+    "distance",
+    [
+        LpDistance(normalize_embeddings=False, power=2),
+        LpDistance(),
+        LpDistance(p=1),
+        CosineSimilarity(),
+        DotProductSimilarity(normalize_embeddings=False),
+        SNRDistance(),
+    ],
+    ids=["sq_l2", "l2_normalized", "l1", "cosine", "dot", "snr"],
+)
+@pytest.mark.parametrize("ref_includes_query", [False, True])
+def test_custom_knn_matches_brute_force(distance, ref_includes_query, dtype):
+    x, _ = clustered_embeddings(num_classes=6, per_class=8, dim=5, seed=1, dtype=dtype)
+    x = x.detach()
+    query = x[:30] if ref_includes_query else x[:20]
+    reference = x if ref_includes_query else x[20:]
+    expected_values, expected_indices = brute_force_knn(
+        query, reference, 7, distance, ref_includes_query
+    )
+    for batch_size in (None, 4):
+        values, indices = CustomKNN(distance, batch_size=batch_size)(
+            query, 7, reference, ref_includes_query
+        )
+        assert torch.equal(indices.cpu(), expected_indices)
+        assert_close(values.cpu(), expected_values, dtype=dtype, scale=10)
+
+
+def test_custom_knn_ties_do_not_depend_on_block_size(monkeypatch):
+    grid = torch.randint(0, 3, (200, 2), generator=torch.Generator().manual_seed(0)).float()
+    knn = CustomKNN(LpDistance(normalize_embeddings=False, power=2))
+    whole = knn(grid, 40, grid, True)
+    monkeypatch.setattr(inference, "SEARCH_BLOCK_ELEMENTS", 3 * len(grid))
+    blocked = knn(grid, 40, grid, True)
+    assert torch.equal(whole[1], blocked[1])
+    expected = brute_force_knn(
+        grid, grid, 40, LpDistance(normalize_embeddings=False, power=2), True
+    )[1]
+    assert torch.equal(whole[1], expected)
+
+
+def test_custom_knn_bad_arguments():
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        CustomKNN(LpDistance(), batch_size=0)
+    knn = CustomKNN(LpDistance())
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 4\]"):
+        knn(x, 5, x, ref_includes_query=True)
+    with pytest.raises(ValueError, match="embedding size 3 but reference has 2"):
+        knn(x, 1, x[:, :2])
+
+
+# ---------------------------------------------------------------- faiss
+
+
+def test_faiss_knn_agrees_with_custom_knn_and_brute_force(faiss):
+    from metric_runner.utils.inference import FaissKNN
+
+    x, _ = clustered_embeddings(num_classes=10, per_class=10, dim=8, seed=2)
+    x = x.detach()
+    squared_l2 = LpDistance(normalize_embeddings=False, power=2)
+    for query, reference, includes in [(x[:40], x[40:], False), (x[:40], x, True), (x, x, True)]:
+        expected = brute_force_knn(query, reference, 9, squared_l2, includes)
+        faiss_result = FaissKNN()(query, 9, reference, includes)
+        custom_result = CustomKNN(squared_l2)(query, 9, reference, includes)
+        for values, indices in (faiss_result, custom_result):
+            assert torch.equal(indices, expected[1])
+            assert_close(values, expected[0], scale=10)
+
+
+def test_faiss_knn_removes_itself_even_after_a_duplicate(faiss):
+    from metric_runner.utils.inference import FaissKNN
+
+    reference = torch.tensor([[0.0], [5.0], [1.0], [5.0], [9.0]])
+    # Query 1 and reference 3 coincide: 1 must be removed from row 1 and 3 from row 3.
+    _, indices = FaissKNN()(reference[:4], 2, reference, ref_includes_query=True)
+    assert indices.tolist() == [[2, 1], [3, 2], [0, 1], [1, 2]]
+
+
+def test_faiss_knn_index_lifecycle(faiss, tmp_path):
+    from metric_runner.utils.inference import FaissKNN
+
+    x, _ = clustered_embeddings(num_classes=5, per_class=6, dim=4, seed=3)
+    x = x.detach()
+    knn = FaissKNN(reset_before=False, reset_after=False)
+    with pytest.raises(ValueError, match="no index to search"):
+        knn(x[:2], 1)
+    knn.train(x[:20])
+    knn.add(x[20:])
+    assert knn.index.ntotal == 30
+    distances, indices = knn(x[:3], 1)
+    assert indices[:, 0].tolist() == [0, 1, 2] and torch.all(distances == 0)
+    knn.save(tmp_path / "index.faiss")
+    loaded = FaissKNN(reset_before=False, reset_after=False)
+    loaded.load(tmp_path / "index.faiss")
+    assert torch.equal(loaded(x[25:], 2)[1], knn(x[25:], 2)[1])
+    # reset_before=False adds the given reference to the index, as PML's FaissKNN does.
+    knn(x[:2], 1, x[:5])
+    assert knn.index.ntotal == 35
+    with pytest.raises(ValueError, match="6-d ones"):
+        knn.add(torch.zeros(2, 6))
+    one_shot = FaissKNN()
+    one_shot(x[:2], 1, x)
+    assert one_shot.index is None
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 30\]"):
+        FaissKNN()(x, 31, x)
+
+
+def test_faiss_kmeans_matches_pml(faiss, pml):
+    from pytorch_metric_learning.utils.inference import FaissKMeans as PMLFaissKMeans
+
+    from metric_runner.utils.inference import FaissKMeans
+
+    x, _ = clustered_embeddings(num_classes=6, per_class=40, dim=8, seed=4)
+    ours = FaissKMeans(niter=20)(x.detach(), 6)
+    theirs = PMLFaissKMeans(niter=20)(x.detach(), 6)
+    assert ours.dtype == torch.long and torch.equal(ours, theirs.to(ours.device))
+    assert len(torch.unique(ours)) == 6
+
+
+def test_faiss_knn_agrees_with_pml(faiss, pml):
+    from pytorch_metric_learning.utils.inference import FaissKNN as PMLFaissKNN
+
+    from metric_runner.utils.inference import FaissKNN
+
+    x, _ = clustered_embeddings(num_classes=8, per_class=8, dim=6, seed=5)
+    x = x.detach()
+    for args in [(x[:10], 5, x[10:], False), (x[:10], 5, x, True)]:
+        ours, theirs = FaissKNN()(*args), PMLFaissKNN()(*args)
+        assert torch.equal(ours[1], theirs[1])
+        assert_close(ours[0], theirs[0])
+
+
+# ---------------------------------------------------------------- MatchFinder and InferenceModel
+
+
+def test_match_finder():
+    emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=1)
+    finder = MatchFinder(CosineSimilarity(), threshold=0.7)
+    # cosine similarities: (0,1)=0.8, (0,2)=0, (1,2)=0.6
+    expected = np.array([[True, True, False], [True, True, False], [False, False, True]])
+    assert np.array_equal(finder.get_matching_pairs(emb), expected)
+    assert finder.get_matching_pairs(emb, return_tuples=True) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 2),
+    ]
+    assert np.array_equal(
+        finder.get_matching_pairs(emb[:1], emb, threshold=-0.1), np.array([[True, True, True]])
+    )
+    assert finder.is_match(emb, emb[[1, 2, 0]]).tolist() == [True, False, False]
+    distance_finder = MatchFinder(LpDistance(), threshold=0.7)
+    # L2 distances: (0,1)=sqrt(0.4)=0.63, (1,2)=sqrt(0.8)=0.89
+    assert distance_finder.is_match(emb[:2], emb[[1, 2]]).tolist() == [True, False]
+    with pytest.raises(ValueError, match="No threshold"):
+        MatchFinder(LpDistance()).get_matching_pairs(emb)
+
+
+def make_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+
+
+def test_inference_model_retrieval(faiss, tmp_path):
+    trunk = make_model()
+    data = torch.randn(40, 6, generator=torch.Generator().manual_seed(1))
+    model = InferenceModel(trunk, data_device="cpu")
+    embeddings = torch.nn.functional.normalize(trunk(data), dim=1).detach()
+    assert_close(model.get_embeddings(data), embeddings)
+    model.train_knn(torch.utils.data.TensorDataset(data[:30], torch.arange(30)), batch_size=7)
+    model.add_to_knn(data[30:])
+    distances, indices = model.get_nearest_neighbors(data[:5], k=3)
+    expected = brute_force_knn(
+        embeddings[:5], embeddings, 3, LpDistance(normalize_embeddings=False, power=2)
+    )
+    assert torch.equal(indices, expected[1])
+    assert_close(distances, expected[0], scale=10)
+    assert torch.equal(model.get_nearest_neighbors(list(data[:5]), k=3)[1], indices)
+    model.save_knn_func(tmp_path / "knn.index")
+    reloaded = InferenceModel(trunk, data_device="cpu")
+    reloaded.load_knn_func(tmp_path / "knn.index")
+    assert torch.equal(reloaded.get_nearest_neighbors(data[:5], k=3)[1], indices)
+    similarities = embeddings @ embeddings.T
+    assert np.array_equal(model.get_matches(data[:6]), (similarities[:6, :6] >= 0.9).numpy())
+    assert np.array_equal(
+        model.get_matches(data[:3], data, threshold=0.5), (similarities[:3] >= 0.5).numpy()
+    )
+    assert np.array_equal(
+        model.is_match(data[:8], data[8:16]), (similarities[range(8), range(8, 16)] >= 0.9).numpy()
+    )
+
+
+def test_inference_model_agrees_with_pml(faiss, pml):
+    from pytorch_metric_learning.utils.inference import InferenceModel as PMLInferenceModel
+
+    trunk = make_model()
+    data = torch.randn(30, 6, generator=torch.Generator().manual_seed(2))
+    ours, theirs = (
+        InferenceModel(trunk, data_device="cpu"),
+        PMLInferenceModel(trunk, data_device="cpu"),
+    )
+    for model in (ours, theirs):
+        model.train_knn(data)
+    assert torch.equal(
+        ours.get_nearest_neighbors(data[:4], 5)[1], theirs.get_nearest_neighbors(data[:4], 5)[1]
+    )
+    assert np.array_equal(
+        ours.get_matches(data, threshold=0.3), theirs.get_matches(data, threshold=0.3)
+    )
+    assert np.array_equal(
+        ours.is_match(data[:10], data[10:20]), theirs.is_match(data[:10], data[10:20])
+    )
+    assert ours.get_matches(data[:5], threshold=0.1, return_tuples=True) == theirs.get_matches(
+        data[:5], threshold=0.1, return_tuples=True
+    )
+
+
+def test_inference_model_needs_an_index_keeping_knn():
+    model = InferenceModel(make_model(), knn_func=CustomKNN(LpDistance()), data_device="cpu")
+    with pytest.raises(TypeError, match="keeps no index"):
+        model.train_knn(torch.randn(4, 6))
+    with pytest.raises(TypeError, match="must be a tensor, a list of tensors or a torch Dataset"):
+        InferenceModel(make_model(), data_device="cpu").get_embeddings_from_tensor_or_dataset(
+            "x", 2
+        )
+
+
+@pytest.mark.skipif(TEST_DEVICE.type != "cuda", reason="needs TEST_DEVICE=cuda")
+def test_custom_knn_on_cuda_matches_cpu():
+    x = torch.randn(500, 16)
+    knn = CustomKNN(LpDistance(normalize_embeddings=False, power=2))
+    cpu = knn(x, 10, x, True)
+    gpu = knn(x.to(TEST_DEVICE), 10, x.to(TEST_DEVICE), True)
+    assert torch.equal(cpu[1], gpu[1].cpu())
