@@ -25,7 +25,9 @@ class _L2NormalizeRows(torch.autograd.Function):
         # d(x/|x|) = (g - y (g·y)) / |x|; below eps the norm is a constant, so d = g / eps.
         projection = torch.sum(grad_y * y, dim=1, keepdim=True)
         projection = projection * (raw_norm > NORMALIZE_EPS)
-        return (grad_y - y * projection) / norm
+        # In place on one fresh buffer: each extra N×d temporary costs as much as the math.
+        grad_x = y * -projection
+        return grad_x.add_(grad_y).div_(norm)
 
 
 def l2_normalize_rows(x):

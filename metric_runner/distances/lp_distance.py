@@ -31,7 +31,9 @@ class LpDistance(BaseDistance):
         """|q|² + |r|² − 2 q·r: one matmul, without cdist's square root and its backward."""
         work_dtype = torch.float32 if query_emb.dtype in HALF_DTYPES else query_emb.dtype
         q, r = query_emb.to(work_dtype), ref_emb.to(work_dtype)
-        squared = (q * q).sum(dim=1, keepdim=True) + (r * r).sum(dim=1) - 2 * (q @ r.t())
+        # One N×M buffer: addmm writes r² − 2 q·r, then q² is added in place.
+        squared = torch.addmm((r * r).sum(dim=1), q, r.t(), alpha=-2)
+        squared = squared.add_((q * q).sum(dim=1, keepdim=True))
         return squared.clamp_min(0).to(query_emb.dtype)
 
     def pairwise_distance(self, query_emb, ref_emb):

@@ -1,7 +1,9 @@
 import torch
+import torch.nn.functional as F
 
 from ..distances import CosineSimilarity
 from ..utils import common_functions as c_f
+from ..utils.linear_cross_entropy import HALF_DTYPES, linear_cross_entropy
 from .base_metric_loss_function import BaseMetricLossFunction
 
 
@@ -33,12 +35,30 @@ class InstanceLoss(BaseMetricLossFunction):
                 "InstanceLoss does not support ref_emb: the batch is its own set of classes."
             )
         targets = torch.unique(labels, return_inverse=True)[1]
-        logits = self.gamma * self.distance(embeddings)
-        # Half precision cannot hold exp(64): the softmax runs in float32 at least.
-        work = logits.float() if logits.dtype == torch.float16 else logits
-        losses = torch.nn.functional.cross_entropy(work, targets, reduction="none").to(logits.dtype)
         indices = c_f.torch_arange_from_size(embeddings)
-        return {"loss": {"losses": losses, "indices": indices, "reduction_type": "element"}}
+        return {
+            "loss": {
+                "losses": self.per_sample_losses(embeddings, targets),
+                "indices": indices,
+                "reduction_type": "element",
+            }
+        }
+
+    def per_sample_losses(self, embeddings, targets):
+        distance = self.distance
+        # The fused path skips the distance's forward, so not when it records statistics.
+        if (
+            type(distance) is CosineSimilarity
+            and distance.power == 1
+            and not distance.collect_stats
+        ):
+            # γ cos(x_i, x_j) = (γ x̂_i) · x̂_j: γ scales the (N, d) rows, not the (N, N) logits.
+            normalized = distance.normalize(embeddings)
+            return linear_cross_entropy(self.gamma * normalized, normalized, targets)
+        logits = self.gamma * distance(embeddings)
+        # Half precision cannot hold exp(64): the softmax runs in float32 at least.
+        work = logits.float() if logits.dtype in HALF_DTYPES else logits
+        return F.cross_entropy(work, targets, reduction="none").to(logits.dtype)
 
     def get_default_distance(self):
         return CosineSimilarity()

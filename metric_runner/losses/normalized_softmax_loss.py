@@ -2,8 +2,10 @@ import torch
 import torch.nn.functional as F
 
 from ..distances import DotProductSimilarity
+from ..distances.l2_normalize import l2_normalize_rows
 from ..utils import common_functions as c_f
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.linear_cross_entropy import linear_cross_entropy
 from .base_metric_loss_function import BaseMetricLossFunction
 from .mixins import WeightRegularizerMixin
 
@@ -28,15 +30,33 @@ class NormalizedSoftmaxLoss(WeightRegularizerMixin, BaseMetricLossFunction):
     def get_default_distance(self):
         return DotProductSimilarity()
 
+    def uses_dot_product(self):
+        """Whether the logits are plain dot products, computed without the distance's forward
+        (which runs when it records statistics)."""
+        distance = self.distance
+        return (
+            isinstance(distance, DotProductSimilarity)
+            and distance.power == 1
+            and not distance.collect_stats
+        )
+
+    def unit_classes(self, embeddings):
+        """The class weights as (num_classes, embedding_size) unit rows."""
+        return l2_normalize_rows(self.cast_weight_like(self.W, embeddings).t())
+
+    def scaled_classes(self, embeddings):
+        """Unit class rows divided by T: the dot products with them are the logits, so 1/T
+        costs a pass over the (num_classes, embedding_size) weights, not the (N, C) logits."""
+        return self.unit_classes(embeddings) / self.temperature
+
     def get_logits(self, embeddings):
         """(N, num_classes) logits sim(x, W_j) / T; the class weights are always unit vectors,
         the embeddings as the distance normalizes them."""
-        W = F.normalize(self.cast_weight_like(self.W, embeddings), dim=0)
-        if isinstance(self.distance, DotProductSimilarity) and self.distance.power == 1:
-            # The same dot products with 1/T folded into the (embedding_size, C) weights, so
-            # no pass over the (N, C) logits is spent on it.
-            return torch.matmul(self.distance.maybe_normalize(embeddings), W / self.temperature)
-        mat = self.distance(embeddings, W.t())
+        if self.uses_dot_product():
+            return torch.matmul(
+                self.distance.maybe_normalize(embeddings), self.scaled_classes(embeddings).t()
+            )
+        mat = self.distance(embeddings, self.unit_classes(embeddings))
         if not self.distance.is_inverted:
             mat = -mat
         return mat / self.temperature
@@ -44,7 +64,12 @@ class NormalizedSoftmaxLoss(WeightRegularizerMixin, BaseMetricLossFunction):
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         labels = self.checked_labels(embeddings, labels, ref_emb)
         miner_weights = lmu.convert_to_weights(indices_tuple, labels, dtype=embeddings.dtype)
-        losses = F.cross_entropy(self.get_logits(embeddings), labels, reduction="none")
+        if self.uses_dot_product():
+            losses = linear_cross_entropy(
+                self.distance.maybe_normalize(embeddings), self.scaled_classes(embeddings), labels
+            )
+        else:
+            losses = F.cross_entropy(self.get_logits(embeddings), labels, reduction="none")
         loss_dict = {
             "loss": {
                 "losses": losses * miner_weights,

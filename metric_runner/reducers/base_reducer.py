@@ -1,5 +1,6 @@
 import torch
 
+from ..utils import loss_and_miner_utils as lmu
 from ..utils.module_with_records import ModuleWithRecords
 
 REDUCTION_TYPES = ("element", "pos_pair", "neg_pair", "triplet", "already_reduced")
@@ -12,7 +13,9 @@ class BaseReducer(ModuleWithRecords):
 
     `reducer(loss_dict, embeddings, labels)`. Subclasses define `element_reduction`; pair and
     triplet losses are reduced the same way unless a subclass needs their indices (class
-    weights, per-anchor grouping). Empty losses reduce to a zero that still backpropagates.
+    weights, per-anchor grouping), so the indices may be an lmu.LazyIndexTuple that is only built
+    when indexed. Empty losses reduce to a zero that still backpropagates. Besides PML's entries,
+    a sub-loss may carry `"nonnegative": True` (see ThresholdReducer).
     """
 
     def __init__(self, **kwargs):
@@ -70,10 +73,11 @@ class BaseReducer(ModuleWithRecords):
                 )
             return
         expected = NUM_INDEX_TENSORS[reduction_type]
+        lengths = lmu.index_tensor_lengths(loss_indices)
         if (
-            not isinstance(loss_indices, (tuple, list))
-            or len(loss_indices) != expected
-            or any(len(x) != len(losses) for x in loss_indices)
+            lengths is None
+            or len(lengths) != expected
+            or any(length != len(losses) for length in lengths)
         ):
             raise ValueError(
                 f"'{reduction_type}' losses need a tuple of {expected} index tensors of length "
@@ -111,6 +115,7 @@ class BaseReducer(ModuleWithRecords):
 def _describe(indices):
     if torch.is_tensor(indices):
         return f"a tensor of shape {tuple(indices.shape)}"
-    if isinstance(indices, (tuple, list)):
-        return f"{len(indices)} tensors of lengths {[len(x) for x in indices]}"
+    lengths = lmu.index_tensor_lengths(indices)
+    if lengths is not None:
+        return f"{len(lengths)} tensors of lengths {lengths}"
     return repr(indices)

@@ -263,24 +263,58 @@ class LazyIndexTuple(collections.abc.Sequence):
     values, so the millions of indices are then never built. It supports len(), indexing,
     slicing (another LazyIndexTuple sharing the built tensors), iteration and unpacking;
     tuple(x) gives a real tuple. `lengths` are the tensors' lengths, known before building.
+    `lexicographic` says whether the tuples are listed in lexicographic order, the order in
+    which PML lists all pairs and triplets (see lexicographic_order).
     """
 
-    def __init__(self, builders, lengths):
+    def __init__(self, builders, lengths, lexicographic=True):
         if len(builders) != len(lengths):
             raise ValueError(f"{len(builders)} index builders but {len(lengths)} lengths")
         self._builders = tuple(functools.cache(build) for build in builders)
         self.lengths = tuple(lengths)
+        self.lexicographic = lexicographic
 
     def __len__(self):
         return len(self._builders)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return LazyIndexTuple(self._builders[index], self.lengths[index])
+            return LazyIndexTuple(self._builders[index], self.lengths[index], self.lexicographic)
         return self._builders[index]()
+
+    def lexicographic_order(self):
+        """The permutation that lists the tuples in lexicographic order, or None when they
+        already are. Sorts one combined key, so it costs a sort of all the tuples."""
+        if self.lexicographic or len(self) == 0 or self.lengths[0] == 0:
+            return None
+        key = torch.zeros_like(self[0])
+        for index in self:
+            key = key * (int(index.max()) + 1) + index
+        return torch.argsort(key, stable=True)
 
     def __repr__(self):
         return f"LazyIndexTuple(index tensors of lengths {list(self.lengths)})"
+
+
+def all_pair_distances(mat, pos_mask, neg_mask):
+    """(positive-pair values, negative-pair values, LazyIndexTuple (a1, p, a2, n)) of every
+    pair of the (N, M) masks, in row-major order as torch.where gives them. The values are
+    picked by flat position, whose backward is cheaper than masked_select's, and the 2-D
+    indices are derived from the positions only when asked for."""
+    num_cols = mat.shape[1]
+    pos_flat = torch.nonzero(pos_mask.view(-1)).squeeze(1)
+    neg_flat = torch.nonzero(neg_mask.view(-1)).squeeze(1)
+    flat_mat = mat.flatten()
+    indices = LazyIndexTuple(
+        [
+            lambda: pos_flat // num_cols,
+            lambda: pos_flat % num_cols,
+            lambda: neg_flat // num_cols,
+            lambda: neg_flat % num_cols,
+        ],
+        [len(pos_flat)] * 2 + [len(neg_flat)] * 2,
+    )
+    return flat_mat.index_select(0, pos_flat), flat_mat.index_select(0, neg_flat), indices
 
 
 def index_tensor_lengths(indices):
@@ -311,7 +345,9 @@ class UniformClassLayout:
 
     @classmethod
     def from_labels(cls, labels):
-        """The layout of a batch, or None when its classes differ in size."""
+        """The layout of a batch, or None when its classes differ in size (or it is empty)."""
+        if len(labels) == 0:
+            return None
         class_order = torch.argsort(labels, stable=True)
         _, sizes = torch.unique_consecutive(labels[class_order], return_counts=True)
         # The one host sync: the sizes fix the shapes, as a nonzero() would.
@@ -396,8 +432,10 @@ class _SplitByClass(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_same, grad_other):
+        if grad_same is None and grad_other is None:
+            return None, None, None
         reference = grad_same if grad_same is not None else grad_other
-        n = reference.shape[0]
+        n = len(reference)
         grad = reference.new_empty(n, n)
         same, other = _class_block_views(grad, ctx.class_size)
         if grad_same is None:

@@ -6,6 +6,8 @@ import torch
 from metric_runner.distances import CosineSimilarity, LpDistance
 from metric_runner.losses import ContrastiveLoss
 from metric_runner.reducers import DoNothingReducer, MeanReducer
+from metric_runner.utils import loss_and_miner_utils as lmu
+from tests.helpers import assert_close
 from tests.losses import tuple_loss_helpers as h
 
 
@@ -60,6 +62,83 @@ def test_unreduced_losses_and_indices_cover_every_pair_once():
     torch.testing.assert_close(out["neg_loss"]["losses"], torch.relu(1.5 - dist[a2, n]))
 
 
+# Three classes of two, shuffled: every class has the same size, which the loss lays out
+# without index lists (the tiny batch of tuple_loss_helpers has unequal classes).
+EQUAL_SIZE_LABELS = torch.tensor([2, 0, 1, 0, 2, 1])
+
+
+def equal_size_batch():
+    generator = torch.Generator().manual_seed(3)
+    return torch.randn(6, 3, generator=generator, dtype=torch.float64), EQUAL_SIZE_LABELS
+
+
+@pytest.mark.parametrize("similarity", [False, True])
+def test_unreduced_losses_of_every_pair_with_equal_class_sizes(similarity):
+    embeddings, labels = equal_size_batch()
+    unit = torch.nn.functional.normalize(embeddings)
+    expected = {"pos_loss": {}, "neg_loss": {}}
+    for i, j, same in h.tiny_pairs(labels.tolist()):
+        if similarity:  # positives pay [0.8 - s]_+, negatives [s - 0.1]_+
+            s = float(unit[i] @ unit[j])
+            loss = max(0.8 - s, 0) if same else max(s - 0.1, 0)
+        else:
+            d = math.dist(unit[i].tolist(), unit[j].tolist())
+            loss = max(d - 0.2, 0) if same else max(1.3 - d, 0)
+        expected["pos_loss" if same else "neg_loss"][(i, j)] = loss
+    margins = (0.8, 0.1) if similarity else (0.2, 1.3)
+
+    def loss_fn(reducer):
+        distance = CosineSimilarity() if similarity else None
+        return ContrastiveLoss(*margins, distance=distance, reducer=reducer)
+
+    out = loss_fn(DoNothingReducer())(embeddings, labels)
+    for name, pairs in expected.items():
+        indices, losses = out[name]["indices"], out[name]["losses"]
+        assert len(losses) == len(pairs)
+        assert dict(zip(zip(*[x.tolist() for x in indices]), losses.tolist())) == pytest.approx(
+            pairs, abs=1e-12
+        )
+    expected_mean = sum(sum(p.values()) / len(p) for p in expected.values())
+    assert loss_fn(MeanReducer())(embeddings, labels).item() == pytest.approx(expected_mean)
+
+
+@pytest.mark.parametrize("batch", [equal_size_batch, h.tiny_batch])
+def test_reducers_get_lazy_indices_of_all_pairs(batch):
+    class RecordIndices(MeanReducer):
+        def pos_pair_reduction(self, losses, loss_indices, embeddings, labels):
+            self.indices = loss_indices
+            return super().pos_pair_reduction(losses, loss_indices, embeddings, labels)
+
+        neg_pair_reduction = pos_pair_reduction
+
+    embeddings, labels = batch()
+    loss_fn = ContrastiveLoss(reducer=RecordIndices())
+    loss_fn(embeddings, labels)
+    eager = lmu.get_all_pairs_indices(labels)
+    for name, expected in (("pos_loss", eager[:2]), ("neg_loss", eager[2:])):
+        lazy = loss_fn.reducer.reducers[name].indices
+        assert isinstance(lazy, lmu.LazyIndexTuple) and lazy.lengths == (len(expected[0]),) * 2
+        assert sorted(zip(*[x.tolist() for x in lazy])) == sorted(
+            zip(*[x.tolist() for x in expected])
+        )
+
+
+@pytest.mark.parametrize("drop_first", [False, True])
+def test_unreduced_output_lists_the_pairs_in_pml_order(pml, drop_first):
+    embeddings, labels = h.data()
+    embeddings, labels = (embeddings[1:], labels[1:]) if drop_first else (embeddings, labels)
+    ours, theirs = h.build_pair(
+        ContrastiveLoss, lambda lib: {"reducer": lib.reducers.DoNothingReducer()}, neg_margin=2
+    )
+    our_out, pml_out = ours(embeddings, labels), theirs(embeddings, labels)
+    for name in ("pos_loss", "neg_loss"):
+        assert set(our_out[name]) == set(pml_out[name])
+        assert isinstance(our_out[name]["indices"], tuple)
+        for got, expected in zip(our_out[name]["indices"], pml_out[name]["indices"]):
+            assert torch.equal(got, expected)
+        assert_close(our_out[name]["losses"], pml_out[name]["losses"], torch.float64)
+
+
 def test_mined_triplets_become_their_pairs_with_repeats():
     embeddings, labels = h.tiny_batch()
     triplets = (torch.tensor([0, 0, 2]), torch.tensor([1, 1, 3]), torch.tensor([2, 4, 0]))
@@ -90,6 +169,20 @@ def test_matches_pml(pml, dtype, recipe, with_ref):
     if "CosineSimilarity" in repr(recipe(h.library("metric_runner"))):
         margins = {"pos_margin": 0.8, "neg_margin": 0.3}
     h.assert_matches_pml(ContrastiveLoss, dtype, recipe, with_ref=with_ref, **margins)
+
+
+@pytest.mark.parametrize("recipe", RECIPES[:4])
+def test_matches_pml_with_unequal_class_sizes(pml, dtype, recipe):
+    # h.data() without its first sample: one class is a sample short.
+    ours, theirs = h.build_pair(ContrastiveLoss, recipe, pos_margin=0.2, neg_margin=0.9)
+    if "CosineSimilarity" in repr(recipe(h.library("metric_runner"))):
+        ours, theirs = h.build_pair(ContrastiveLoss, recipe, pos_margin=0.8, neg_margin=0.3)
+    embeddings, labels = h.data(dtype)
+    our_value, our_grad, _ = h.value_and_grads(ours, embeddings[1:], labels[1:])
+    pml_value, pml_grad, _ = h.value_and_grads(theirs, embeddings[1:], labels[1:])
+    assert our_value.abs() > 0
+    assert_close(our_value, pml_value, dtype, scale=10)
+    assert_close(our_grad, pml_grad, dtype, scale=10)
 
 
 @pytest.mark.parametrize("indices", [h.mined_pairs, h.mined_triplets])

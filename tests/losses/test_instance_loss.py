@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from metric_runner.distances import DotProductSimilarity, LpDistance
+from metric_runner.distances import CosineSimilarity, DotProductSimilarity, LpDistance
 from metric_runner.losses import InstanceLoss
 from metric_runner.reducers import DoNothingReducer
+from tests.helpers import assert_close
 from tests.losses import tuple_loss_helpers as h
 
 TINY_EMBEDDINGS = [[1.0, 0.0], [0.9, 0.5], [0.2, 1.3], [-0.6, 0.8], [-1.0, -0.4]]
@@ -64,6 +65,22 @@ def test_signature_and_defaults_match_pml(pml):
     h.assert_same_signature_as_pml(InstanceLoss)
 
 
+class PlainCosineSimilarity(CosineSimilarity):
+    """Not CosineSimilarity itself, so InstanceLoss takes its general path: logits from the
+    distance matrix and F.cross_entropy."""
+
+
+@pytest.mark.parametrize("gamma", [64, 2])
+def test_fused_path_equals_general_path(dtype, gamma):
+    embeddings, labels = h.data(dtype)
+    fused = h.value_and_grads(InstanceLoss(gamma=gamma), embeddings, labels)
+    general = h.value_and_grads(
+        InstanceLoss(gamma=gamma, distance=PlainCosineSimilarity()), embeddings, labels
+    )
+    for got, want in zip(fused[:2], general[:2]):
+        assert_close(got, want, dtype)
+
+
 def test_float32_agrees_with_float64():
     h.assert_float32_agrees_with_float64(lambda: InstanceLoss(gamma=16))
 
@@ -91,3 +108,11 @@ def test_rejects_inputs_it_cannot_use():
         loss_fn(embeddings, labels, h.mined_triplets(labels))
     with pytest.raises(ValueError, match="ref_emb"):
         loss_fn(embeddings, labels, ref_emb=embeddings.clone(), ref_labels=labels)
+
+
+def test_a_distance_that_records_statistics_still_records_them():
+    embeddings, labels = h.data()
+    distance = CosineSimilarity(collect_stats=True)
+    recorded = InstanceLoss(gamma=8, distance=distance)(embeddings, labels)
+    assert distance.final_avg_query_norm == pytest.approx(1.0)
+    assert recorded.item() == pytest.approx(InstanceLoss(gamma=8)(embeddings, labels).item())

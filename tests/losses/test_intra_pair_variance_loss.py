@@ -3,9 +3,11 @@ import math
 import pytest
 import torch
 
-from metric_runner.distances import LpDistance
+from metric_runner.distances import CosineSimilarity, LpDistance
 from metric_runner.losses import IntraPairVarianceLoss
 from metric_runner.reducers import DoNothingReducer
+from metric_runner.utils import loss_and_miner_utils as lmu
+from tests.helpers import assert_close
 from tests.losses import tuple_loss_helpers as h
 
 # Positive pairs at different similarities, so both halves of the loss are nonzero.
@@ -120,4 +122,35 @@ def test_works_from_indices_tuple_alone():
     loss_fn = IntraPairVarianceLoss(0.1, 0.2)
     assert loss_fn(embeddings, None, pairs).item() == pytest.approx(
         loss_fn(embeddings, labels, pairs).item()
+    )
+
+
+@pytest.mark.parametrize("distance", [CosineSimilarity(), LpDistance()], ids=["cosine", "lp"])
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_all_pairs_path_equals_the_mined_path_given_every_pair(dtype, distance, with_ref):
+    embeddings, labels = h.data(dtype)
+    ref = h.ref_data(dtype) if with_ref else None
+    all_pairs = lmu.get_all_pairs_indices(labels, None if ref is None else ref[1])
+    loss_fn = IntraPairVarianceLoss(0.1, 0.2, distance=distance)
+    fast = h.value_and_grads(loss_fn, embeddings, labels, ref=ref)
+    mined = h.value_and_grads(loss_fn, embeddings, labels, all_pairs, ref=ref)
+    for got, want in zip(fast, mined):
+        if want is not None:
+            assert_close(got, want, dtype)
+    unreduced = IntraPairVarianceLoss(0.1, 0.2, distance=distance, reducer=DoNothingReducer())
+    kwargs = {} if ref is None else {"ref_emb": ref[0], "ref_labels": ref[1]}
+    fast_dict = unreduced(embeddings, labels, **kwargs)
+    mined_dict = unreduced(embeddings, labels, all_pairs, **kwargs)
+    for name in ("pos_loss", "neg_loss"):
+        assert_close(fast_dict[name]["losses"], mined_dict[name]["losses"], dtype)
+        for got, want in zip(fast_dict[name]["indices"], mined_dict[name]["indices"]):
+            assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("distance", [CosineSimilarity(), LpDistance()], ids=["cosine", "lp"])
+def test_gradients_pass_gradcheck(distance):
+    embeddings, labels = tiny_batch()
+    loss_fn = IntraPairVarianceLoss(0.1, 0.2, distance=distance)
+    assert torch.autograd.gradcheck(
+        lambda x: loss_fn(x, labels), (embeddings.requires_grad_(True),)
     )

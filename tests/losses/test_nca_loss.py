@@ -6,6 +6,7 @@ import torch
 from metric_runner.distances import CosineSimilarity, LpDistance
 from metric_runner.losses import NCALoss
 from metric_runner.reducers import DoNothingReducer
+from tests.helpers import assert_close
 from tests.losses import tuple_loss_helpers as h
 
 
@@ -140,3 +141,48 @@ def test_labels_are_required():
     embeddings, labels = h.tiny_batch()
     with pytest.raises(ValueError, match="needs labels"):
         NCALoss()(embeddings, None, h.mined_pairs(labels))
+
+
+class PlainLpDistance(LpDistance):
+    """Not LpDistance itself, so NCALoss uses the full squared distances, not its shortcut."""
+
+
+@pytest.mark.parametrize("normalize_embeddings", [True, False])
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_squared_euclidean_shortcut_equals_full_distances(dtype, normalize_embeddings, with_ref):
+    embeddings, labels = h.data(dtype)
+    # A duplicated sample: its squared distance is 0 up to rounding, where the full formula clamps.
+    embeddings = torch.cat([embeddings, embeddings[:1]]).detach()
+    labels = torch.cat([labels, labels[:1]])
+    ref = h.ref_data(dtype) if with_ref else None
+
+    def loss(distance_cls):
+        distance = distance_cls(power=2, normalize_embeddings=normalize_embeddings)
+        return NCALoss(softmax_scale=3, distance=distance)
+
+    shortcut = h.value_and_grads(loss(LpDistance), embeddings, labels, ref=ref)
+    full = h.value_and_grads(loss(PlainLpDistance), embeddings, labels, ref=ref)
+    for got, want in zip(shortcut, full):
+        if want is not None:
+            assert_close(got, want, dtype, scale=10)
+
+
+@pytest.mark.parametrize(
+    "distance",
+    [LpDistance(power=2), LpDistance(), CosineSimilarity()],
+    ids=["squared_euclidean", "euclidean", "cosine"],
+)
+def test_gradients_pass_gradcheck(distance):
+    embeddings, labels = h.tiny_batch()
+    embeddings = embeddings.requires_grad_(True)
+    labels = torch.tensor([0, 1, 0, 1, 2])  # a query without positives has no term
+    loss_fn = NCALoss(softmax_scale=2, distance=distance)
+    assert torch.autograd.gradcheck(lambda x: loss_fn(x, labels), (embeddings,))
+
+
+def test_a_distance_that_records_statistics_still_records_them():
+    embeddings, labels = h.data()
+    distance = LpDistance(power=2, collect_stats=True)
+    recorded = NCALoss(distance=distance)(embeddings, labels)
+    assert distance.final_avg_query_norm == pytest.approx(1.0)
+    assert recorded.item() == pytest.approx(NCALoss()(embeddings, labels).item(), rel=1e-9)

@@ -1,8 +1,12 @@
 import math
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+from metric_runner.distances import DotProductSimilarity
 from metric_runner.losses import NormalizedSoftmaxLoss
+from tests.helpers import assert_close
 from tests.losses import weight_loss_helpers as h
 
 
@@ -115,3 +119,28 @@ def test_labels_on_cpu_are_moved():
 
 def test_bad_input_errors():
     h.assert_common_input_errors(NormalizedSoftmaxLoss)
+
+
+@pytest.mark.parametrize("normalize_embeddings", [True, False])
+def test_fused_loss_equals_cross_entropy_of_get_logits(dtype, normalize_embeddings):
+    distance = DotProductSimilarity(normalize_embeddings=normalize_embeddings)
+    loss_fn = NormalizedSoftmaxLoss(**h.sizes(NormalizedSoftmaxLoss), distance=distance)
+    loss_fn = loss_fn.to(dtype)
+    embeddings, labels = h.data(dtype)
+    fused = h.value_and_grads(loss_fn, embeddings, labels)
+    emb = embeddings.detach().clone().requires_grad_(True)
+    expected = F.cross_entropy(loss_fn.get_logits(emb), labels)
+    expected_grads = torch.autograd.grad(expected, [emb, loss_fn.W])
+    for got, want in zip(fused, (expected, *expected_grads)):
+        assert_close(got, want, dtype)
+
+
+def test_a_distance_that_records_statistics_still_records_them():
+    embeddings, labels = h.data(torch.float64)
+    distance = DotProductSimilarity(collect_stats=True)
+    loss_fn = NormalizedSoftmaxLoss(**h.sizes(NormalizedSoftmaxLoss), distance=distance)
+    plain = NormalizedSoftmaxLoss(**h.sizes(NormalizedSoftmaxLoss)).double()
+    h.set_weight(plain, loss_fn.W)
+    recorded = loss_fn.double()(embeddings, labels)
+    assert distance.final_avg_query_norm == pytest.approx(1.0)
+    assert recorded.item() == pytest.approx(plain(embeddings, labels).item(), rel=1e-12)

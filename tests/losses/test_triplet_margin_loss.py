@@ -5,11 +5,15 @@ import torch
 
 from metric_runner.distances import CosineSimilarity
 from metric_runner.losses import TripletMarginLoss
-from metric_runner.reducers import DoNothingReducer, MeanReducer
+from metric_runner.reducers import AvgNonZeroReducer, DoNothingReducer, MeanReducer
+from metric_runner.utils import loss_and_miner_utils as lmu
+from tests.helpers import assert_close
 from tests.losses import tuple_loss_helpers as h
 
 
-def hand_triplet_losses(embeddings, labels, margin, swap=False, ref=None, similarity=False):
+def hand_triplet_losses(
+    embeddings, labels, margin, swap=False, ref=None, similarity=False, smooth=False
+):
     """{(a, p, n): loss} over every valid triplet, written out."""
     ref_emb, ref_labels = (embeddings, labels) if ref is None else ref
     if similarity:
@@ -27,8 +31,36 @@ def hand_triplet_losses(embeddings, labels, margin, swap=False, ref=None, simila
             c_an = closeness(embeddings[a], ref_emb[n])
             if swap:
                 c_an = max(c_an, closeness(ref_emb[p], ref_emb[n]))
-            losses[(a, p, n)] = max(c_an - c_ap + margin, 0)
+            violation = c_an - c_ap + margin
+            losses[(a, p, n)] = math.log1p(math.exp(violation)) if smooth else max(violation, 0)
     return losses
+
+
+def assert_matches_pml_with_unequal_class_sizes(cls, dtype, recipe, **kwargs):
+    """Value and gradient equal PML's on h.data() without its first sample (one class short)."""
+    ours, theirs = h.build_pair(cls, recipe, **kwargs)
+    embeddings, labels = h.data(dtype)
+    embeddings, labels = embeddings[1:], labels[1:]
+    our_value, our_grad, _ = h.value_and_grads(ours, embeddings, labels)
+    pml_value, pml_grad, _ = h.value_and_grads(theirs, embeddings, labels)
+    assert our_value.abs() > 0
+    assert_close(our_value, pml_value, dtype, scale=10)
+    assert_close(our_grad, pml_grad, dtype, scale=10)
+
+
+def unreduced(out):
+    """{(a, p, n): loss} of a DoNothingReducer output."""
+    return dict(zip(zip(*[x.tolist() for x in out["indices"]]), out["losses"].tolist()))
+
+
+# Three classes of two, shuffled: every class has the same size, which the loss lays out
+# without index lists (the tiny batch of tuple_loss_helpers has unequal classes).
+EQUAL_SIZE_LABELS = torch.tensor([2, 0, 1, 0, 2, 1])
+
+
+def equal_size_batch():
+    generator = torch.Generator().manual_seed(3)
+    return torch.randn(6, 3, generator=generator, dtype=torch.float64), EQUAL_SIZE_LABELS
 
 
 def test_hand_computed_value_over_all_triplets():
@@ -56,6 +88,60 @@ def test_unreduced_losses_and_indices_of_every_triplet(swap, similarity):
     assert got.keys() == expected.keys()
     for triplet, value in expected.items():
         assert got[triplet] == pytest.approx(value, abs=1e-12), triplet
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("similarity", [False, True])
+def test_unreduced_losses_of_every_triplet_with_equal_class_sizes(similarity, smooth):
+    embeddings, labels = equal_size_batch()
+    unit = torch.nn.functional.normalize(embeddings)
+    expected = hand_triplet_losses(unit, labels, 0.4, similarity=similarity, smooth=smooth)
+    loss_fn = TripletMarginLoss(
+        margin=0.4,
+        smooth_loss=smooth,
+        distance=CosineSimilarity() if similarity else None,
+        reducer=DoNothingReducer(),
+    )
+    out = loss_fn(embeddings, labels)["loss"]
+    assert len(out["losses"]) == len(expected) == 6 * 1 * 4
+    assert unreduced(out) == pytest.approx(expected, abs=1e-12)
+    nonzero = [v for v in expected.values() if v > 0]
+    loss_fn.reducer = AvgNonZeroReducer()
+    assert loss_fn(embeddings, labels).item() == pytest.approx(sum(nonzero) / len(nonzero))
+
+
+@pytest.mark.parametrize("batch", [equal_size_batch, h.tiny_batch])
+def test_reducers_get_lazy_indices_of_all_triplets(batch):
+    class RecordIndices(AvgNonZeroReducer):
+        def triplet_reduction(self, losses, loss_indices, embeddings, labels, **kwargs):
+            self.indices = loss_indices
+            return super().triplet_reduction(losses, loss_indices, embeddings, labels, **kwargs)
+
+    embeddings, labels = batch()
+    loss_fn = TripletMarginLoss(reducer=RecordIndices())
+    loss_fn(embeddings, labels)
+    lazy = loss_fn.reducer.indices
+    assert isinstance(lazy, lmu.LazyIndexTuple) and len(lazy) == 3
+    a, p, n = lazy
+    eager = lmu.get_all_triplets_indices(labels)
+    assert lazy.lengths == (len(eager[0]),) * 3
+    assert sorted(zip(a.tolist(), p.tolist(), n.tolist())) == sorted(
+        zip(*[x.tolist() for x in eager])
+    )
+
+
+@pytest.mark.parametrize("drop_first", [False, True])
+def test_unreduced_output_lists_the_triplets_in_pml_order(pml, drop_first):
+    embeddings, labels = h.data()
+    embeddings, labels = (embeddings[1:], labels[1:]) if drop_first else (embeddings, labels)
+    ours, theirs = h.build_pair(
+        TripletMarginLoss, lambda lib: {"reducer": lib.reducers.DoNothingReducer()}
+    )
+    our_out, pml_out = ours(embeddings, labels)["loss"], theirs(embeddings, labels)["loss"]
+    assert set(our_out) == set(pml_out) and isinstance(our_out["indices"], tuple)
+    for got, expected in zip(our_out["indices"], pml_out["indices"]):
+        assert torch.equal(got, expected)
+    assert_close(our_out["losses"], pml_out["losses"], torch.float64)
 
 
 def test_swap_with_a_reference_set_uses_reference_to_reference_distances():
@@ -106,8 +192,10 @@ def test_mined_pairs_become_every_triplet_sharing_an_anchor():
     assert got == [(2, 3, 0), (2, 3, 0), (2, 3, 4), (2, 3, 4)]
 
 
-def test_stats_describe_the_triplets():
-    embeddings, labels = h.tiny_batch()
+@pytest.mark.parametrize("batch", [h.tiny_batch, equal_size_batch])
+def test_stats_describe_the_triplets(batch):
+    embeddings, labels = batch()
+    embeddings = torch.nn.functional.normalize(embeddings)
     loss_fn = TripletMarginLoss(collect_stats=True)
     loss_fn(embeddings, labels)
     dist = torch.cdist(embeddings, embeddings)
@@ -137,6 +225,11 @@ RECIPES = [
 @pytest.mark.parametrize("options", [{}, {"smooth_loss": True}, {"swap": True}])
 def test_matches_pml(pml, dtype, recipe, options):
     h.assert_matches_pml(TripletMarginLoss, dtype, recipe, margin=0.3, **options)
+
+
+@pytest.mark.parametrize("recipe", RECIPES[:3])
+def test_matches_pml_with_unequal_class_sizes(pml, dtype, recipe):
+    assert_matches_pml_with_unequal_class_sizes(TripletMarginLoss, dtype, recipe, margin=0.3)
 
 
 @pytest.mark.parametrize("recipe", RECIPES[:2])

@@ -1,8 +1,17 @@
 import pytest
 import torch
 
-from metric_runner.reducers import BaseReducer, MeanReducer
-from tests.reducers.reducer_helpers import ANCHORS, LABELS, POSITIVES, embeddings, loss_dict, losses
+from metric_runner.reducers import BaseReducer, ClassWeightedReducer, MeanReducer
+from metric_runner.utils import loss_and_miner_utils as lmu
+from tests.reducers.reducer_helpers import (
+    ANCHORS,
+    LABELS,
+    LOSS_VALUES,
+    POSITIVES,
+    embeddings,
+    loss_dict,
+    losses,
+)
 
 
 class FirstLossReducer(BaseReducer):
@@ -70,3 +79,27 @@ def test_losses_size_stat_is_recorded_and_reset():
     assert reducer._record_these_stats == ["losses_size"]
     reducer.reset_stats()
     assert reducer.losses_size == 0
+
+
+def lazy_pairs(lengths):
+    built = []
+    builders = [lambda: built.append(0) or ANCHORS, lambda: built.append(1) or POSITIVES]
+    return lmu.LazyIndexTuple(builders, lengths), built
+
+
+def test_lazy_indices_are_checked_without_being_built():
+    indices, built = lazy_pairs([6, 6])
+    reduced = MeanReducer()(loss_dict(losses(), "pos_pair", indices=indices), embeddings(), LABELS)
+    assert reduced.item() == pytest.approx(sum(LOSS_VALUES) / 6) and built == []
+    wrong, built = lazy_pairs([6, 5])
+    with pytest.raises(ValueError, match=r"lengths \[6, 5\]"):
+        MeanReducer()(loss_dict(losses(), "pos_pair", indices=wrong), embeddings(), LABELS)
+    assert built == []
+
+
+def test_reducers_that_need_indices_build_them():
+    indices, built = lazy_pairs([6, 6])
+    reducer = ClassWeightedReducer(torch.tensor([1.0, 2.0, 3.0]))
+    reduced = reducer(loss_dict(losses(), "pos_pair", indices=indices), embeddings(), LABELS)
+    # Anchors 0, 0, 1, 3, 3, 5 have classes 0, 0, 0, 1, 1, 2.
+    assert reduced.item() == pytest.approx((0 + 1 + 2 + 6 + 1 + 12) / 6) and built == [0]

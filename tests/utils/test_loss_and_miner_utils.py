@@ -303,3 +303,146 @@ def test_deterministic_helpers_match_pml(pml):
     theirs = pml_lmu.remove_self_comparisons((a, memory_p, n), curr_batch_idx, 10)
     assert as_pairs(*ours) == as_pairs(*theirs)
     assert len(ours[0]) == len(a) // 2
+
+
+def counting_lazy_tuple():
+    """A LazyIndexTuple of (0, 1, 2), (10, 11, 12) and the list of the tensors it built."""
+    built = []
+
+    def builder(offset):
+        def build():
+            built.append(offset)
+            return torch.arange(3) + offset
+
+        return build
+
+    return lmu.LazyIndexTuple([builder(0), builder(10)], [3, 3]), built
+
+
+def test_lazy_index_tuple_builds_each_tensor_once_on_first_access():
+    indices, built = counting_lazy_tuple()
+    assert len(indices) == 2 and lmu.index_tensor_lengths(indices) == [3, 3] and built == []
+    assert indices[1].tolist() == [10, 11, 12] and built == [10]
+    assert indices[-1] is indices[1] and built == [10]
+    first, second = indices
+    assert first.tolist() == [0, 1, 2] and built == [10, 0]
+    with pytest.raises(IndexError):
+        indices[2]
+
+
+def test_lazy_index_tuple_behaves_as_a_tuple():
+    indices, built = counting_lazy_tuple()
+    as_tuple = tuple(indices)
+    assert isinstance(as_tuple, tuple) and [x.tolist() for x in as_tuple] == [
+        [0, 1, 2],
+        [10, 11, 12],
+    ]
+    assert [[int(v) for v in x] for x in zip(*indices)] == [[0, 10], [1, 11], [2, 12]]
+    tail = indices[1:]
+    assert isinstance(tail, lmu.LazyIndexTuple) and tail.lengths == (3,)
+    assert tail[0] is indices[1] and built == [0, 10]  # slices share what is built
+    assert "lengths [3, 3]" in repr(indices)
+    with pytest.raises(ValueError, match="2 index builders but 1 lengths"):
+        lmu.LazyIndexTuple([lambda: t(0), lambda: t(1)], [1])
+
+
+def test_index_tensor_lengths():
+    assert lmu.index_tensor_lengths((t(0, 1), t(2))) == [2, 1]
+    assert lmu.index_tensor_lengths([t(0)]) == [1]
+    assert lmu.index_tensor_lengths(t(0, 1)) is None
+
+
+@pytest.mark.parametrize("ref_labels", [None, REF_LABELS])
+def test_all_pair_distances_are_the_masked_entries_in_row_major_order(ref_labels):
+    pos_mask, neg_mask = lmu.get_matches_and_diffs(LABELS, ref_labels)
+    mat = torch.randn(pos_mask.shape, dtype=torch.float64, requires_grad=True)
+    pos, neg, indices = lmu.all_pair_distances(mat, pos_mask, neg_mask)
+    assert isinstance(indices, lmu.LazyIndexTuple)
+    assert [x.tolist() for x in indices] == [
+        x.tolist() for x in lmu.get_all_pairs_indices(LABELS, ref_labels)
+    ]
+    torch.testing.assert_close(pos, mat[pos_mask])
+    torch.testing.assert_close(neg, mat[neg_mask])
+    (pos.sum() + 2 * neg.sum()).backward()
+    torch.testing.assert_close(mat.grad, pos_mask.double() + 2 * neg_mask.double())
+
+
+# Three classes of two (shuffled) and the same batch in the layout order, worked out by hand:
+# grouped by class, sample order 1, 3 | 0, 4 | 2, 5; rows by rank then class: 1, 0, 2, 3, 4, 5.
+UNIFORM_LABELS = torch.tensor([7, 2, 9, 2, 7, 9])
+
+
+def test_uniform_class_layout_orders_by_rank_then_class():
+    layout = lmu.UniformClassLayout.from_labels(UNIFORM_LABELS)
+    assert (layout.class_size, layout.num_classes) == (2, 3)
+    assert layout.col_order.tolist() == [1, 3, 0, 4, 2, 5]
+    assert layout.row_order.tolist() == [1, 0, 2, 3, 4, 5]
+    a, p = layout.pos_pairs()
+    assert a.shape == (2, 1, 3)
+    assert as_pairs(a.flatten(), p.flatten()) == [(1, 3), (0, 4), (2, 5), (3, 1), (4, 0), (5, 2)]
+    assert layout.negatives().tolist() == [
+        [0, 4, 2, 5],  # anchor 1 (class 2)
+        [1, 3, 2, 5],  # anchor 0 (class 7)
+        [1, 3, 0, 4],  # anchor 2 (class 9)
+        [0, 4, 2, 5],
+        [1, 3, 2, 5],
+        [1, 3, 0, 4],
+    ]
+
+
+@pytest.mark.parametrize("labels", [t(0, 0, 1), t(), t(1, 2, 2, 1, 1, 2, 3, 3)])
+def test_uniform_class_layout_needs_equal_class_sizes(labels):
+    assert lmu.UniformClassLayout.from_labels(labels) is None
+
+
+@pytest.mark.parametrize(
+    "labels", [UNIFORM_LABELS, t(4, 1, 1, 4, 0, 0, 1, 4, 0), t(5, 6, 7), t(3, 3)]
+)
+@pytest.mark.parametrize("negate_others", [False, True])
+def test_split_by_class_picks_the_masked_entries_of_each_anchor(labels, negate_others):
+    layout = lmu.UniformClassLayout.from_labels(labels)
+    n, c = len(labels), layout.class_size
+    dist = torch.randn(n, n, dtype=torch.float64)  # dist[x, y] between samples x and y
+    mat = dist[layout.row_order][:, layout.col_order].requires_grad_(True)
+    same, other = layout.split_by_class(mat, negate_others)
+    assert same.shape == (n, c) and other.shape == (n, n - c)
+    sign = -1 if negate_others else 1
+    rows = layout.row_order.unsqueeze(1)
+    torch.testing.assert_close(other, sign * dist[rows, layout.negatives()])
+    anchors, positives = (x.flatten() for x in layout.pos_pairs())
+    torch.testing.assert_close(
+        same.flatten()[layout.pos_pair_positions().flatten()], dist[anchors, positives]
+    )
+    # Every anchor's negatives are its other-class samples, and every positive pair appears once.
+    pos_mask, neg_mask = lmu.get_matches_and_diffs(labels)
+    for row, anchor in enumerate(layout.row_order.tolist()):
+        assert sorted(layout.negatives()[row].tolist()) == torch.where(neg_mask[anchor])[0].tolist()
+    assert sorted(as_pairs(anchors, positives)) == as_pairs(*torch.where(pos_mask))
+    # Backward writes each output's gradient back to its entry, and zeros for a missing one.
+    same_grad, other_grad = torch.randn_like(same), torch.randn_like(other)
+    (grad,) = torch.autograd.grad([same, other], mat, [same_grad, other_grad])
+    expected = torch.zeros_like(mat)
+    mat_pos = layout.col_order.argsort()  # sample -> its column
+    expected[torch.arange(n).unsqueeze(1), mat_pos[layout.negatives()]] = sign * other_grad
+    same_cols = mat_pos[layout.col_order.view(-1, c)].repeat(c, 1)  # each row's class block
+    expected[torch.arange(n).unsqueeze(1), same_cols] = same_grad
+    torch.testing.assert_close(grad, expected)
+    (grad_other_only,) = torch.autograd.grad(other.sum(), mat)
+    assert grad_other_only.gather(1, same_cols).count_nonzero() == 0
+
+
+def test_split_by_class_gradcheck():
+    layout = lmu.UniformClassLayout.from_labels(t(0, 1, 1, 0, 2, 2))
+    mat = torch.randn(6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda m: layout.split_by_class(m, True), (mat,))
+
+
+def test_lexicographic_order_of_lazy_tuples():
+    a, p = t(2, 0, 2, 1, 0), t(1, 3, 0, 0, 1)
+    listed = lmu.LazyIndexTuple([lambda: a, lambda: p], [5, 5], lexicographic=False)
+    order = listed.lexicographic_order()
+    assert as_pairs(a[order], p[order]) == [(0, 1), (0, 3), (1, 0), (2, 0), (2, 1)]
+    assert lmu.LazyIndexTuple([lambda: a], [5]).lexicographic_order() is None
+    empty = lmu.LazyIndexTuple([lambda: t(), lambda: t()], [0, 0], lexicographic=False)
+    assert empty.lexicographic_order() is None
+    assert listed[1:].lexicographic is False
