@@ -15,7 +15,16 @@ import torch
 from omegaconf import OmegaConf
 
 # Config keys that say how to run, not what to train: changing them keeps a run resumable.
-RUN_CONTROL_KEYS = ("mode", "resume", "checkpoint", "epochs", "device", "num_workers", "pin_memory")
+RUN_CONTROL_KEYS = (
+    "mode",
+    "resume",
+    "checkpoint",
+    "epochs",
+    "device",
+    "num_workers",
+    "pin_memory",
+    "log_stats",
+)
 
 
 class CheckpointError(RuntimeError):

@@ -135,7 +135,15 @@ def check_run_settings(cfg):
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.mode == "train" and cfg.get("loss") is None:
-        raise ConfigError("loss: training needs a loss (e.g. loss=triplet)")
+        if cfg.get("self_supervised") is None:
+            raise ConfigError(
+                "loss: training needs a loss (e.g. loss=triplet), a self-supervised term "
+                "(self_supervised=simclr), or both"
+            )
+        if cfg.get("miner") is not None:
+            raise ConfigError(
+                "miner: there is no loss to mine pairs for (loss=null); use miner=null"
+            )
     if cfg.mode == "train" and cfg.get("optimizer") is None:
         raise ConfigError("optimizer: training needs an optimizer (e.g. optimizer=adam)")
     if cfg.mode == "test" and not cfg.get("checkpoint"):
@@ -156,6 +164,8 @@ def check_run_settings(cfg):
             f"early_stopping.metric: {early_stopping.metric!r} is not computed by the tester "
             f"(tester.include: {', '.join(include)})"
         )
+    if not isinstance(cfg.log_stats, bool):
+        raise ConfigError(f"log_stats: must be true or false, got {cfg.log_stats!r}")
     if cfg.resume and cfg.mode != "train":
         raise ConfigError("resume: only mode=train runs can be resumed")
 
@@ -217,6 +227,10 @@ def probe(module, example, where):
 
 
 def build_loss(spec, num_classes, embedding_size):
+    """The supervised loss, sized for the data and model; None when there is none (a
+    self-supervised-only run)."""
+    if spec is None:
+        return None
     return spec.build(
         num_classes=num_classes, embedding_size=embedding_size, descriptors_dim=embedding_size
     )
@@ -226,7 +240,9 @@ def parameter_groups(model, loss_fn, loss_lr):
     """The model's parameters, and the loss's own (proxies, class weights) as a second group
     with its own learning rate."""
     groups = [{"name": "model", "params": list(model.parameters())}]
-    loss_parameters = [p for p in loss_fn.parameters() if p.requires_grad]
+    loss_parameters = (
+        [] if loss_fn is None else [p for p in loss_fn.parameters() if p.requires_grad]
+    )
     if loss_parameters:
         group = {"name": "loss", "params": loss_parameters}
         if loss_lr is not None:

@@ -1,5 +1,6 @@
 """What a run leaves in its directory besides checkpoints: metrics.jsonl (one JSON line per
-evaluation), TensorBoard events (loss, metrics, learning rates) and summary.md."""
+evaluation), TensorBoard events (loss, metrics, learning rates, component statistics with
+log_stats=true) and summary.md."""
 
 import json
 import os
@@ -26,6 +27,11 @@ class RunLog:
 
     def log_step(self, global_step, loss):
         self.writer.add_scalar("train/loss", loss, global_step)
+
+    def log_stats(self, global_step, stats):
+        """stats: {"loss/num_pos_pairs": value, ...} -> TensorBoard scalars stats/...."""
+        for name, value in stats.items():
+            self.writer.add_scalar(f"stats/{name}", value, global_step)
 
     def log_evaluation(self, record):
         """record: {"epoch", "global_step", "accuracies": {split: {metric: value}}, ...}."""

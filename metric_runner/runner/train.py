@@ -37,6 +37,7 @@ from .components import (
     resolved_yaml,
 )
 from .data import make_loader
+from .record_stats import StatsRecorder, collecting_stats
 from .registry import ConfigError
 from .run_log import RunLog, summary_table, training_columns, write_atomically
 
@@ -64,9 +65,13 @@ def train(cfg, run_dir):
     model, embedding_size = build_model(specs, train_set)
     model.to(device)
     num_classes = len(torch.unique(torch.as_tensor(train_set.labels)))
-    loss_fn = build_loss(specs.loss, num_classes, embedding_size).to(device)
+    with collecting_stats(cfg.log_stats):
+        loss_fn = build_loss(specs.loss, num_classes, embedding_size)
+        miner = specs.miner.build() if specs.miner else None
+    if loss_fn is not None:
+        loss_fn.to(device)
+    stats_recorder = StatsRecorder({"loss": loss_fn, "miner": miner}) if cfg.log_stats else None
     self_supervised_loss = build_self_supervised(specs.self_supervised, model, train_set[0][0])
-    miner = specs.miner.build() if specs.miner else None
     sampler = (
         specs.sampler.build(
             labels=train_set.labels,
@@ -94,7 +99,8 @@ def train(cfg, run_dir):
     if resumed is not None:
         path, state = resumed
         load_models(model, state, path)
-        load_state(loss_fn, state["loss"], "loss", path)
+        if loss_fn is not None:
+            load_state(loss_fn, state["loss"], "loss", path)
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -108,7 +114,7 @@ def train(cfg, run_dir):
     def checkpoint_state():
         return {
             "models": {name: part.state_dict() for name, part in model.named_children()},
-            "loss": loss_fn.state_dict(),
+            "loss": loss_fn.state_dict() if loss_fn is not None else None,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "grad_scaler": scaler.state_dict(),
@@ -119,9 +125,10 @@ def train(cfg, run_dir):
             "config_hash": config_hash(cfg),
         }
 
-    def evaluate_and_checkpoint(epoch, train_loss):
+    def evaluate_and_checkpoint(epoch, train_loss, stats=None):
         """Evaluate (when due), log, track the best score; save last.pt (and best.pt).
-        Returns True when early stopping says stop."""
+        `stats`: the epoch's mean component statistics (log_stats=true), logged with the
+        evaluation. Returns True when early stopping says stop."""
         progress["epoch"] = epoch
         due = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         improved = False
@@ -133,15 +140,16 @@ def train(cfg, run_dir):
                 progress.update(best_score=score, best_epoch=epoch, stale_evals=0)
             else:
                 progress["stale_evals"] += 1
-            log.log_evaluation(
-                {
-                    "epoch": epoch,
-                    "global_step": progress["global_step"],
-                    "train_loss": train_loss,
-                    "lr": {group["name"]: group["lr"] for group in optimizer.param_groups},
-                    "accuracies": accuracies,
-                }
-            )
+            record = {
+                "epoch": epoch,
+                "global_step": progress["global_step"],
+                "train_loss": train_loss,
+                "lr": {group["name"]: group["lr"] for group in optimizer.param_groups},
+                "accuracies": accuracies,
+            }
+            if stats is not None:
+                record["stats"] = stats
+            log.log_evaluation(record)
             tqdm.write(evaluation_line(cfg, epoch, train_loss, accuracies))
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(score)
@@ -160,6 +168,8 @@ def train(cfg, run_dir):
     def count_and_log_step(loss_value):
         progress["global_step"] += 1
         log.log_step(progress["global_step"], loss_value)
+        if stats_recorder is not None:
+            log.log_stats(progress["global_step"], stats_recorder.step())
 
     epochs = tqdm(
         range(progress["epoch"] + 1, cfg.epochs + 1),
@@ -194,7 +204,8 @@ def train(cfg, run_dir):
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         ):
             scheduler.step()
-        stop = evaluate_and_checkpoint(epoch, train_loss=epoch_loss)
+        stats = stats_recorder.epoch_means() if stats_recorder is not None else None
+        stop = evaluate_and_checkpoint(epoch, train_loss=epoch_loss, stats=stats)
         epochs.set_postfix(loss=f"{epoch_loss:.4f}", best=f"{progress['best_score']:.4f}")
         if stop:
             tqdm.write(
@@ -226,7 +237,8 @@ def train_epoch(
     model, loss_fn, miner, loader, optimizer, scaler, amp, on_step, epoch, self_supervised_loss=None
 ):
     """One pass over `loader`; returns the mean loss. `on_step(loss)` runs after each update;
-    `self_supervised_loss(inputs, embeddings)`, when given, is added to the loss.
+    `self_supervised_loss(inputs, embeddings)`, when given, is added to the loss (`loss_fn` is
+    None in a self-supervised-only run, which never reads the labels).
     A NaN/Inf loss raises NonFiniteLoss before it can update the model."""
     model.train()
     device = next(model.parameters()).device
@@ -234,11 +246,13 @@ def train_epoch(
     batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
     for step, (inputs, labels) in enumerate(batches, start=1):
         inputs = inputs.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
             embeddings = model(inputs)
-            indices_tuple = miner(embeddings, labels) if miner is not None else None
-            loss = loss_fn(embeddings, labels, indices_tuple)
+            loss = 0
+            if loss_fn is not None:
+                labels = labels.to(device, non_blocking=True)
+                indices_tuple = miner(embeddings, labels) if miner is not None else None
+                loss = loss_fn(embeddings, labels, indices_tuple)
             if self_supervised_loss is not None:
                 loss = loss + self_supervised_loss(inputs, embeddings)
         loss_value = loss.item()  # logged anyway; on CUDA the one sync per step buys the check

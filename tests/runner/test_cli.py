@@ -71,6 +71,11 @@ def test_list_prints_every_component_with_arguments_and_defaults(monkeypatch, ca
         (["mode=tset"], "mode: must be one of train, test"),
         (["resume=/nonexistent/run"], "resume: /nonexistent/run is not a metric-run run directory"),
         (["imports=[no_such_module_here]"], "imports: cannot import 'no_such_module_here'"),
+        (
+            ["loss=null", "self_supervised=null", "miner=null"],
+            "loss: training needs a loss (e.g. loss=triplet), a self-supervised term",
+        ),
+        (["log_stats=yes"], "log_stats: must be true or false, got 'yes'"),
     ],
 )
 def test_config_mistakes_stop_with_one_line_before_any_run_directory(
