@@ -121,7 +121,7 @@ def call_loss(name, loss_fn, embeddings, labels):
         loss_fn.hist_ = loss_fn.hist_.detach()
     emb = embeddings.clone().requires_grad_(True)
     if is_two_view_loss(name):
-        loss = loss_fn(emb, emb.detach().roll(1, dims=0) + 0.1)
+        loss = loss_fn(emb, ref_emb=emb.detach().roll(1, dims=0) + 0.1)
     elif name == "ManifoldLoss":  # takes no labels: it assigns embeddings to proxies itself
         loss = loss_fn(emb)
     else:

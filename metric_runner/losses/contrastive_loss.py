@@ -17,9 +17,13 @@ class ContrastiveLoss(GenericPairLoss):
         self.add_to_recordable_attributes(list_of_names=["pos_margin", "neg_margin"], is_stat=False)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        same_set = ref_emb is embeddings
+        if getattr(indices_tuple, "flat_positions", None) is not None:
+            # All pairs of masks (as CrossBatchMemory passes): no index arithmetic needed.
+            mat = self.distance(embeddings, None if same_set else ref_emb)
+            return self._compute_loss(*lmu.pair_values(mat, indices_tuple), indices_tuple)
         if indices_tuple is not None:
             return super().compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
-        same_set = ref_emb is embeddings
         layout = lmu.UniformClassLayout.from_labels(labels) if same_set else None
         if layout is not None:
             return self.uniform_classes_loss(embeddings, layout)

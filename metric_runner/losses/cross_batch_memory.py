@@ -125,8 +125,8 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         if self.miner is not None:
             indices_tuple = self.miner(embeddings, labels, E_mem, L_mem)
         else:
-            indices_tuple = lmu.get_all_pairs_indices(labels, L_mem)
-        if do_remove_self_comparisons:
+            indices_tuple = self.all_pairs(labels, L_mem, do_remove_self_comparisons)
+        if do_remove_self_comparisons and self.miner is not None:
             indices_tuple = lmu.remove_self_comparisons(
                 indices_tuple, self.curr_batch_idx, self.memory_size
             )
@@ -138,3 +138,12 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         elif len(input_indices_tuple) == 4 and len(indices_tuple) == 3:
             input_indices_tuple = lmu.convert_to_triplets(input_indices_tuple, labels)
         return tuple(torch.cat([x, y]) for x, y in zip(indices_tuple, input_indices_tuple))
+
+    def all_pairs(self, labels, L_mem, do_remove_self_comparisons):
+        """Every (batch, memory) pair, from masks: each sample's positive pair with its own copy
+        is cleared in the mask rather than filtered out of index lists."""
+        pos_mask, neg_mask = lmu.get_matches_and_diffs(labels, L_mem)
+        if do_remove_self_comparisons:
+            rows = torch.arange(len(labels), device=labels.device)
+            pos_mask[rows, self.curr_batch_idx] = False
+        return lmu.all_pairs_of_masks(pos_mask, neg_mask)

@@ -263,16 +263,28 @@ class LazyIndexTuple(collections.abc.Sequence):
     values, so the millions of indices are then never built. It supports len(), indexing,
     slicing (another LazyIndexTuple sharing the built tensors), iteration and unpacking;
     tuple(x) gives a real tuple. `lengths` are the tensors' lengths, known before building.
+    `flat_positions`, for all pairs of an (N, M) matrix, are the (positive, negative) pairs'
+    positions in the flattened matrix (see all_pairs_of_masks); slices drop them.
     `lexicographic` says whether the tuples are listed in lexicographic order, the order in
     which PML lists all pairs and triplets (see lexicographic_order).
     """
 
-    def __init__(self, builders, lengths, lexicographic=True):
+    def __init__(self, builders, lengths, lexicographic=True, flat_positions=None):
         if len(builders) != len(lengths):
             raise ValueError(f"{len(builders)} index builders but {len(lengths)} lengths")
         self._builders = tuple(functools.cache(build) for build in builders)
         self.lengths = tuple(lengths)
         self.lexicographic = lexicographic
+        self.flat_positions = flat_positions
+
+    @property
+    def device(self):
+        """The device of the index tensors (builds the first one)."""
+        return self[0].device
+
+    def to(self, device):
+        """A real tuple of the index tensors on `device`, so that c_f.to_device accepts it."""
+        return tuple(index.to(device) for index in self)
 
     def __len__(self):
         return len(self._builders)
@@ -296,16 +308,14 @@ class LazyIndexTuple(collections.abc.Sequence):
         return f"LazyIndexTuple(index tensors of lengths {list(self.lengths)})"
 
 
-def all_pair_distances(mat, pos_mask, neg_mask):
-    """(positive-pair values, negative-pair values, LazyIndexTuple (a1, p, a2, n)) of every
-    pair of the (N, M) masks, in row-major order as torch.where gives them. The values are
-    picked by flat position, whose backward is cheaper than masked_select's, and the 2-D
-    indices are derived from the positions only when asked for."""
-    num_cols = mat.shape[1]
+def all_pairs_of_masks(pos_mask, neg_mask):
+    """LazyIndexTuple (a1, p, a2, n) of every pair of the (N, M) masks, in row-major order as
+    torch.where gives them, with their `flat_positions`: the 2-D indices are derived from the
+    positions only when asked for."""
+    num_cols = pos_mask.shape[1]
     pos_flat = torch.nonzero(pos_mask.view(-1)).squeeze(1)
     neg_flat = torch.nonzero(neg_mask.view(-1)).squeeze(1)
-    flat_mat = mat.flatten()
-    indices = LazyIndexTuple(
+    return LazyIndexTuple(
         [
             lambda: pos_flat // num_cols,
             lambda: pos_flat % num_cols,
@@ -313,8 +323,22 @@ def all_pair_distances(mat, pos_mask, neg_mask):
             lambda: neg_flat % num_cols,
         ],
         [len(pos_flat)] * 2 + [len(neg_flat)] * 2,
+        flat_positions=(pos_flat, neg_flat),
     )
-    return flat_mat.index_select(0, pos_flat), flat_mat.index_select(0, neg_flat), indices
+
+
+def pair_values(mat, pairs):
+    """(positive-pair values, negative-pair values) of `mat` at an all_pairs_of_masks tuple,
+    picked by flat position, whose backward is cheaper than masked_select's."""
+    flat_mat = mat.flatten()
+    return tuple(flat_mat.index_select(0, positions) for positions in pairs.flat_positions)
+
+
+def all_pair_distances(mat, pos_mask, neg_mask):
+    """(positive-pair values, negative-pair values, LazyIndexTuple (a1, p, a2, n)) of every
+    pair of the (N, M) masks (see all_pairs_of_masks and pair_values)."""
+    pairs = all_pairs_of_masks(pos_mask, neg_mask)
+    return (*pair_values(mat, pairs), pairs)
 
 
 def index_tensor_lengths(indices):

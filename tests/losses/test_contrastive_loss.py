@@ -226,3 +226,26 @@ def test_bad_indices_tuple_is_rejected():
     embeddings, labels = h.tiny_batch()
     with pytest.raises(ValueError, match="4-tuple"):
         ContrastiveLoss()(embeddings, labels, (labels, labels))
+
+
+def test_all_pairs_of_masks_give_the_same_loss_and_gradient_as_index_lists():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    ref_labels = torch.tensor([0, 1, 1, 2, 2, 2])
+    pos_mask = labels.unsqueeze(1) == ref_labels.unsqueeze(0)
+    pos_mask[1, 0] = False  # a removed pair, as CrossBatchMemory's own-copy pairs
+    neg_mask = labels.unsqueeze(1) != ref_labels.unsqueeze(0)
+    ref = torch.randn(6, 4)
+    results = []
+    for indices in (
+        lmu.all_pairs_of_masks(pos_mask, neg_mask),
+        (*torch.where(pos_mask), *torch.where(neg_mask)),
+    ):
+        emb = torch.randn(5, 4, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        loss = ContrastiveLoss(pos_margin=0.1, neg_margin=0.9)(
+            emb, labels, indices, ref, ref_labels
+        )
+        loss.backward()
+        results.append((loss.detach(), emb.grad))
+    assert torch.allclose(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1])

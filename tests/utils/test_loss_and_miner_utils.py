@@ -446,3 +446,20 @@ def test_lexicographic_order_of_lazy_tuples():
     empty = lmu.LazyIndexTuple([lambda: t(), lambda: t()], [0, 0], lexicographic=False)
     assert empty.lexicographic_order() is None
     assert listed[1:].lexicographic is False
+
+
+def test_all_pairs_of_masks_match_torch_where_and_their_flat_positions():
+    pos_mask = torch.tensor([[False, True, False], [True, False, True]])
+    neg_mask = ~pos_mask
+    pairs = lmu.all_pairs_of_masks(pos_mask, neg_mask)
+    expected = (*torch.where(pos_mask), *torch.where(neg_mask))
+    assert pairs.lengths == (3, 3, 3, 3)
+    for built, wanted in zip(pairs, expected):
+        assert torch.equal(built, wanted)
+    mat = torch.arange(6.0).view(2, 3)
+    pos_values, neg_values = lmu.pair_values(mat, pairs)
+    assert pos_values.tolist() == [1.0, 3.0, 5.0] and neg_values.tolist() == [0.0, 2.0, 4.0]
+    # c_f.to_device accepts it: it has a device and moves to a real tuple.
+    assert pairs.device == torch.device("cpu")
+    moved = pairs.to("cpu")
+    assert isinstance(moved, tuple) and torch.equal(moved[3], expected[3])
