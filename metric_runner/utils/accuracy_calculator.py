@@ -13,7 +13,14 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from ..distances import LpDistance
 from . import common_functions as c_f
-from .inference import CustomKNN, FaissKMeans, import_faiss, remove_self, rows_per_block
+from .inference import (
+    CustomKNN,
+    FaissKMeans,
+    import_faiss,
+    release_freed_memory,
+    remove_self,
+    rows_per_block,
+)
 
 RANKING_METRICS = (
     "mean_average_precision",
@@ -534,6 +541,7 @@ class AccuracyCalculator:
             )
             for name, value in block_values.items():
                 values[name].append(value)
+            release_freed_memory()
         return {name: torch.cat(value) for name, value in values.items()}
 
     def hit_ranks_from_scores(self, scorer, query_block, query_labels, reference_labels, own_rows):

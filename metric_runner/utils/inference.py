@@ -8,6 +8,8 @@ neighbours are searched and each query's own row is removed (the last neighbour 
 row is not among them).
 """
 
+import ctypes
+
 import numpy as np
 import torch
 
@@ -20,6 +22,24 @@ SEARCH_BLOCK_ELEMENTS = 2**26
 MAX_BLOCK_ROWS = 1024
 # faiss GPU indexes cannot return more neighbours than this.
 FAISS_GPU_MAX_K = 2048
+
+
+def load_malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+MALLOC_TRIM = load_malloc_trim()
+
+
+def release_freed_memory():
+    """Hand freed heap memory back to the OS. glibc keeps freed blocks below its (self-raising,
+    up to 32 MiB) mmap threshold in the heap, so a long series of block-sized temporaries would
+    otherwise grow the resident size far beyond one block."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 def import_faiss():
@@ -121,10 +141,12 @@ class CustomKNN:
         num_search = k + int(ref_includes_query)
         score, largest, to_distances = self.block_scorer(reference)
         batch_size = self.batch_size or min(MAX_BLOCK_ROWS, rows_per_block(len(reference)))
-        blocks = [
-            ordered_topk(score(query[start : start + batch_size]), num_search, largest)
-            for start in range(0, len(query), batch_size)
-        ]
+        blocks = []
+        for start in range(0, len(query), batch_size):
+            blocks.append(
+                ordered_topk(score(query[start : start + batch_size]), num_search, largest)
+            )
+            release_freed_memory()
         scores, indices = torch.cat([b[0] for b in blocks]), torch.cat([b[1] for b in blocks])
         distances = to_distances(scores)
         if ref_includes_query:
