@@ -2,7 +2,11 @@
 "cpu") choose what the parametrized tests run on, as pytorch-metric-learning's users expect.
 The oracle (`pml` fixture) skips a test cleanly when pytorch-metric-learning is absent."""
 
+import random
+
+import numpy
 import pytest
+import torch
 
 from tests.helpers import TEST_DEVICE, TEST_DTYPES
 
@@ -21,3 +25,12 @@ def device():
 def pml():
     """pytorch-metric-learning, the test oracle (optional `dev` extra)."""
     return pytest.importorskip("pytorch_metric_learning")
+
+
+@pytest.fixture(autouse=True)
+def seeded_generators():
+    """Every test starts from the same random state, so a result never depends on which tests
+    pytest-xdist ran before it in the same worker."""
+    random.seed(0)
+    numpy.random.seed(0)
+    torch.manual_seed(0)

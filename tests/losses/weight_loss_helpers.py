@@ -235,7 +235,13 @@ def assert_float32_weights_take_float16_inputs(cls, **kwargs):
 
 def assert_autocast_close_to_float32(cls, **kwargs):
     """Under CPU autocast (bfloat16 matrix products) the loss and gradients stay finite and
-    near the float32 ones."""
+    near the float32 ones.
+
+    bfloat16 keeps 8 significant bits, so single gradient entries can be far off in relative
+    terms; the check is on the whole gradient's relative error. The weights are seeded because
+    a near-tie between two sub-centers (SubCenterArcFace) may flip under bfloat16 and move the
+    gradient legitimately."""
+    torch.manual_seed(0)
     loss = cls(**sizes(cls), **kwargs)
     embeddings, labels = data(torch.float32)
     value32, emb_grad32, _ = value_and_grads(loss, embeddings, labels)
@@ -243,7 +249,8 @@ def assert_autocast_close_to_float32(cls, **kwargs):
         value, emb_grad, weight_grad = value_and_grads(loss, embeddings, labels)
     assert torch.isfinite(emb_grad).all() and torch.isfinite(weight_grad).all()
     torch.testing.assert_close(value.float(), value32, rtol=5e-2, atol=5e-2)
-    torch.testing.assert_close(emb_grad.float(), emb_grad32, rtol=0.2, atol=2e-2)
+    relative_error = (emb_grad.float() - emb_grad32).norm() / emb_grad32.norm()
+    assert relative_error < 0.1, f"bfloat16 gradient off by {relative_error:.1%} of its norm"
 
 
 def assert_common_input_errors(cls, **kwargs):
