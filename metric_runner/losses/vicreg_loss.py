@@ -37,8 +37,8 @@ class VICRegLoss(BaseMetricLossFunction):
                 f"{tuple(ref_emb.shape)} and {tuple(embeddings.shape)}."
             )
         invariance = self.invariance_lambda * self.invariance_loss(embeddings, ref_emb)
-        variance1, variance2 = self.variance_loss(embeddings, ref_emb)
-        covariance = self.covariance_v * self.covariance_loss(embeddings, ref_emb)
+        variance1, variance2, covariance = self.variance_and_covariance_losses(embeddings, ref_emb)
+        covariance = self.covariance_v * covariance
         emb_indices = c_f.torch_arange_from_size(embeddings)
         dim_indices = c_f.torch_arange_from_size(embeddings, size_dim=1)
         return {
@@ -65,26 +65,55 @@ class VICRegLoss(BaseMetricLossFunction):
         }
 
     def invariance_loss(self, emb, ref_emb):
-        """Per sample: the mean squared difference between its two views."""
-        return torch.mean((emb - ref_emb) ** 2, dim=1)
+        """Per sample: the mean squared difference between its two views. (A norm keeps only
+        the difference for backward, where (·)² would also keep its square.)"""
+        return torch.linalg.vector_norm(emb - ref_emb, dim=1).square() / emb.shape[1]
 
     def variance_loss(self, emb, ref_emb):
         """Per dimension and view: [1 − std]_+ / 2 (the two views share the weight μ)."""
-        return self.hinged_std(emb) / 2, self.hinged_std(ref_emb) / 2
+        return self.variance_and_covariance_losses(emb, ref_emb)[:2]
 
     def covariance_loss(self, emb, ref_emb):
         """Σ of both views' squared off-diagonal covariances, each divided by the dimension."""
-        return self.off_diagonal_covariance(emb) + self.off_diagonal_covariance(ref_emb)
+        return self.variance_and_covariance_losses(emb, ref_emb)[2]
 
-    def hinged_std(self, x):
-        return torch.relu(1 - torch.sqrt(x.var(dim=0) + self.eps))
+    def variance_and_covariance_losses(self, emb, ref_emb):
+        """Both views' regularisers from one batched covariance matrix: the variances are its
+        diagonal, so no separate variance pass is needed.
 
-    @staticmethod
-    def off_diagonal_covariance(x):
-        num, dim = x.shape
-        centered = x - x.mean(dim=0)
-        cov = centered.t() @ centered / (num - 1)
-        return (torch.sum(cov**2) - torch.sum(torch.diagonal(cov) ** 2)) / dim
+        Returns ([1 − std]_+ / 2 per dimension for each view, and Σ of both views' squared
+        off-diagonal covariances, each divided by the dimension)."""
+        dim = emb.shape[1]
+        cov = BatchCovariance.apply(emb, ref_emb)
+        variances = torch.diagonal(cov, dim1=1, dim2=2)
+        hinged_std = torch.relu(1 - torch.sqrt(variances + self.eps)) / 2
+        off_diagonal = torch.sum(cov**2) - torch.sum(variances**2)
+        return hinged_std[0], hinged_std[1], off_diagonal / dim
 
     def _sub_loss_names(self):
         return ["invariance_loss", "variance_loss1", "variance_loss2", "covariance_loss"]
+
+
+class BatchCovariance(torch.autograd.Function):
+    """Unbiased covariance matrices of several views, each (N, D) → (V, D, D).
+
+    The views are centered straight into one (V, N, D) buffer, so a single batched product
+    serves them all. Autograd would spend two matrix products on the backward of
+    centeredᵀ·centered; with the centered views saved, one suffices,
+    d centered = centered·(G + Gᵀ)/(N − 1). Its columns already sum to zero, so the centering
+    step needs no backward of its own."""
+
+    @staticmethod
+    def forward(ctx, *views):
+        num = views[0].shape[0]
+        centered = views[0].new_empty((len(views), *views[0].shape))
+        for view, out in zip(views, centered):
+            torch.sub(view, view.mean(dim=0), out=out)
+        ctx.save_for_backward(centered)
+        return torch.bmm(centered.transpose(1, 2), centered).div_(num - 1)
+
+    @staticmethod
+    def backward(ctx, grad_cov):
+        (centered,) = ctx.saved_tensors
+        symmetric = (grad_cov + grad_cov.transpose(1, 2)).div_(centered.shape[1] - 1)
+        return tuple(torch.bmm(centered, symmetric).unbind())

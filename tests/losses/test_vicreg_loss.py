@@ -3,6 +3,7 @@ import torch
 
 from metric_runner.distances import CosineSimilarity
 from metric_runner.losses import VICRegLoss
+from metric_runner.losses.vicreg_loss import BatchCovariance
 from metric_runner.reducers import DoNothingReducer
 from tests.helpers import assert_close, clustered_embeddings
 from tests.losses import tuple_loss_helpers as h
@@ -122,3 +123,27 @@ def test_rejects_inputs_it_cannot_use():
         VICRegLoss()(emb, torch.arange(4), ref_emb=ref, ref_labels=torch.arange(4))
     with pytest.raises(ValueError, match="same shape"):
         VICRegLoss()(emb, ref_emb=ref[:3])
+
+
+def test_batch_covariance_gradient_matches_finite_differences():
+    views = [torch.randn(7, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    assert torch.autograd.gradcheck(BatchCovariance.apply, views)
+    expected = torch.stack([torch.cov(view.t()) for view in views])
+    assert_close(BatchCovariance.apply(*views), expected, torch.float64)
+
+
+def test_identical_views_give_the_plain_formulas_gradient():
+    """A sample whose two views coincide sits at the norm's kink; its gradient must still be
+    the one of mean (z − z')², i.e. only the regularisers' part."""
+    emb, ref = two_views(torch.float64)
+    ref = ref.clone()
+    ref[0] = emb[0]
+    loss = VICRegLoss(reducer=DoNothingReducer())
+    emb_ = emb.clone().requires_grad_(True)
+    invariance = loss(emb_, ref_emb=ref)["invariance_loss"]["losses"]
+    (grad,) = torch.autograd.grad(invariance.sum(), emb_)
+    emb_plain = emb.clone().requires_grad_(True)
+    plain = torch.mean((emb_plain - ref) ** 2, dim=1) * loss.invariance_lambda
+    (expected,) = torch.autograd.grad(plain.sum(), emb_plain)
+    assert torch.isfinite(grad).all() and grad[0].abs().max() == 0
+    assert_close(grad, expected, torch.float64)
