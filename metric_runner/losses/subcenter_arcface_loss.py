@@ -27,12 +27,18 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
 
     def get_logits(self, embeddings):
         """s·cos θ_j with θ_j the angle to class j's nearest sub-center, (N, num_classes)."""
-        return (
-            self.scaled_cosine(embeddings)
-            .view(-1, self.num_classes, self.sub_centers)
-            .max(dim=2)
-            .values
-        )
+        return _MaxOverSubCenters.apply(self.scaled_cosine_by_sub_center(embeddings))
+
+    def scaled_cosine_by_sub_center(self, embeddings):
+        """(N, sub_centers, num_classes) s·cos θ: the weight columns are regrouped sub-center
+        first, so that the maximum runs over whole (N, num_classes) slices rather than over
+        a tiny innermost dimension."""
+        dim = self.W.shape[0]
+        W = self.cast_weight_like(self.W, embeddings)
+        W = W.view(dim, self.num_classes, self.sub_centers).transpose(1, 2)
+        W = self.distance.normalize(W.reshape(dim, -1), dim=0)
+        cosines = torch.matmul(self.distance.normalize(embeddings), self.scale * W)
+        return cosines.view(-1, self.sub_centers, self.num_classes)
 
     def get_outliers(self, embeddings, labels, threshold=75, return_dominant_centers=True):
         """Samples farther than `threshold` degrees from their class's dominant sub-center (the
@@ -72,3 +78,29 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
                 torch.arange(self.num_classes, device=labels.device), dominant
             ].t()
         return outliers, dominant_centers
+
+
+class _MaxOverSubCenters(torch.autograd.Function):
+    """x.amax(dim=1) for x (N, K, C), K small, whose gradient goes to the maximal sub-center
+    (shared evenly in a tie, as amax's). torch's max with indices is a slow reduction here.
+    Only a one-byte mask of the maxima is kept for backward, neither x nor the output, so the
+    caller may write into the output in place. On CPU, bool-to-float conversion and
+    mixed-dtype arithmetic take slow paths, so backward reads the mask as int8 and converts it
+    once."""
+
+    @staticmethod
+    def forward(ctx, x):
+        best = x.amax(dim=1)
+        is_best = x == best.unsqueeze(1)
+        ctx.save_for_backward(is_best)
+        return best
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_best):
+        (is_best,) = ctx.saved_tensors
+        # One conversion, then same-dtype arithmetic in place (mixed-dtype products are slow,
+        # and every (N, C) temporary counts at 10,000 classes).
+        grad_x = is_best.view(torch.int8).to(grad_best.dtype)
+        share = grad_x.sum(dim=1).reciprocal_().mul_(grad_best)
+        return grad_x.mul_(share.unsqueeze(1))

@@ -5,6 +5,7 @@ import torch
 
 from metric_runner.distances import LpDistance
 from metric_runner.losses import ArcFaceLoss, SubCenterArcFaceLoss
+from metric_runner.losses.subcenter_arcface_loss import _MaxOverSubCenters
 from tests.helpers import TEST_DEVICE, assert_close
 from tests.losses import weight_loss_helpers as h
 
@@ -151,3 +152,19 @@ def test_bad_input_errors():
     loss_fn = SubCenterArcFaceLoss(num_classes=3, embedding_size=2)
     with pytest.raises(ValueError, match="labels"):
         loss_fn.get_outliers(torch.randn(4, 2), torch.tensor([0, 1]))
+
+
+def test_max_over_sub_centers_matches_max_and_shares_ties():
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_MaxOverSubCenters.apply, (x,))
+    grad = torch.randn(5, 4, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(_MaxOverSubCenters.apply(x), x, grad)
+    (expected,) = torch.autograd.grad(x.max(dim=1).values, x, grad)
+    assert torch.equal(ours, expected)
+    # Sub-centers 0 and 2 tie everywhere: each gets half of the gradient.
+    tied = torch.stack([torch.ones(2, 4), torch.zeros(2, 4), torch.ones(2, 4)], dim=1)
+    tied.requires_grad_(True)
+    (shared,) = torch.autograd.grad(_MaxOverSubCenters.apply(tied), tied, torch.ones(2, 4))
+    assert torch.equal(shared[:, 0], torch.full((2, 4), 0.5))
+    assert torch.equal(shared[:, 1], torch.zeros(2, 4))
+    assert torch.equal(shared[:, 2], torch.full((2, 4), 0.5))
