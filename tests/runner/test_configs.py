@@ -129,6 +129,15 @@ def test_scheduler_follows_the_number_of_epochs():
     assert cfg.scheduler.T_max == 7
 
 
+def test_self_supervised_term_comes_with_the_digits_only(tmp_path):
+    """Its augmentation fills with the digits' background, so other datasets start without
+    it; asking for it still works."""
+    folder = ["dataset=image_folder", f"dataset.root={tmp_path}"]
+    assert compose_config(folder).get("self_supervised") is None
+    assert compose_config([*folder, "self_supervised=simclr"]).self_supervised.weight == 0.5
+    assert compose_config().self_supervised.augmentation.fill == -1
+
+
 def test_self_supervised_term_is_checked_and_can_be_turned_off():
     specs = check_config(compose_config())
     assert specs.self_supervised.weight == 0.5
