@@ -125,10 +125,14 @@ def train(cfg, run_dir):
             "config_hash": config_hash(cfg),
         }
 
-    def evaluate_and_checkpoint(epoch, train_loss, stats=None):
+    def learning_rates():
+        return {group["name"]: group["lr"] for group in optimizer.param_groups}
+
+    def evaluate_and_checkpoint(epoch, train_loss, stats=None, lrs=None):
         """Evaluate (when due), log, track the best score; save last.pt (and best.pt).
         `stats`: the epoch's mean component statistics (log_stats=true), logged with the
-        evaluation. Returns True when early stopping says stop."""
+        evaluation; `lrs`: the rates the epoch trained with (before the scheduler's step).
+        Returns True when early stopping says stop."""
         progress["epoch"] = epoch
         due = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         improved = False
@@ -144,7 +148,7 @@ def train(cfg, run_dir):
                 "epoch": epoch,
                 "global_step": progress["global_step"],
                 "train_loss": train_loss,
-                "lr": {group["name"]: group["lr"] for group in optimizer.param_groups},
+                "lr": lrs or learning_rates(),
                 "accuracies": accuracies,
             }
             if stats is not None:
@@ -200,12 +204,13 @@ def train(cfg, run_dir):
                 f"{checkpoints / 'last.pt'} (epoch {epoch - 1}) is the last good checkpoint: "
                 "lower optimizer.lr or check the data"
             ) from None
+        trained_with = learning_rates()
         if scheduler is not None and not isinstance(
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         ):
             scheduler.step()
         stats = stats_recorder.epoch_means() if stats_recorder is not None else None
-        stop = evaluate_and_checkpoint(epoch, train_loss=epoch_loss, stats=stats)
+        stop = evaluate_and_checkpoint(epoch, epoch_loss, stats, trained_with)
         epochs.set_postfix(loss=f"{epoch_loss:.4f}", best=f"{progress['best_score']:.4f}")
         if stop:
             tqdm.write(
