@@ -9,7 +9,8 @@ from .run_log import RunLog, summary_table
 
 def evaluate_checkpoint(cfg, run_dir):
     """Evaluate the checkpoint's model on val and test; writes metrics.jsonl and summary.md
-    into `run_dir`. Returns the evaluation record."""
+    into `run_dir` (with tester.return_per_class, the per-class values too; with
+    tester.visualize, a scatter plot PNG per split). Returns the evaluation record."""
     specs = check_config(cfg)
     device = pick_device(cfg.device)
     path = checkpoint_file(cfg.checkpoint)
@@ -20,13 +21,36 @@ def evaluate_checkpoint(cfg, run_dir):
     model.to(device)
     tester = specs.tester.build()
 
-    accuracies = tester.test(model, splits, device)
-    record = {"epoch": state["epoch"], "checkpoint": str(path), "accuracies": accuracies}
     Path(run_dir).mkdir(parents=True, exist_ok=True)
+    accuracies, per_class = tester.evaluate(
+        model, splits, device, plot_dir=run_dir, epoch=state["epoch"]
+    )
+    record = {"epoch": state["epoch"], "checkpoint": str(path), "accuracies": accuracies}
+    if per_class is not None:
+        record["per_class"] = per_class
     log = RunLog(run_dir)
     log.log_evaluation(record)
     log.close()
     table = summary_table({f"checkpoint (epoch {state['epoch']})": record})
+    if per_class is not None:
+        table += "\n" + per_class_tables(per_class)
     (Path(run_dir) / "summary.md").write_text(f"# Test of {path}\n\n{table}")
     print(f"\n{table}\nRun directory: {run_dir}")
     return record
+
+
+def per_class_tables(per_class):
+    """Markdown: per split, a row per class with its number of queries and each metric."""
+    sections = []
+    for split, rows in per_class.items():
+        metrics = [m for m in next(iter(rows.values()), {}) if m != "queries"]
+        lines = [
+            f"## {split}, per class\n",
+            "| class | queries | " + " | ".join(metrics) + " |",
+            "|" + "---|" * (len(metrics) + 2),
+        ]
+        for label, row in rows.items():
+            values = " | ".join(f"{row[m]:.4f}" for m in metrics)
+            lines.append(f"| {label} | {row['queries']} | {values} |")
+        sections.append("\n".join(lines) + "\n")
+    return "\n".join(sections)

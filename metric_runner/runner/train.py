@@ -137,7 +137,10 @@ def train(cfg, run_dir):
         due = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         improved = False
         if due:
-            accuracies = tester.test(model, splits, device)
+            # Per-class values are for mode=test; plots (tester.visualize) go to plots/.
+            accuracies, _ = tester.evaluate(
+                model, splits, device, plot_dir=run_dir / "plots", epoch=epoch
+            )
             score = monitored_score(cfg, accuracies)
             improved = score > progress["best_score"]
             if improved:

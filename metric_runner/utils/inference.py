@@ -81,23 +81,46 @@ def check_knn_args(query, k, reference_shape, ref_includes_query):
 
 
 def ordered_topk(mat, k, largest):
-    """Top-k of each row, ordered by value and then by column index.
+    """Top-k of each row, ordered by value and then by column index."""
+    values, indices = topk_candidates(mat, k, largest)
+    order_ties_by_index(values, indices, largest)
+    return values, indices
+
+
+def topk_candidates(mat, k, largest, out=None):
+    """The k best columns of each row, ordered by value; among columns tied with the k-th,
+    the lowest indices are kept. Equal values inside the k may still be in any order (fix it
+    with order_ties_by_index). `out`: (values, indices) buffers of k + 1 columns (or as many as
+    `mat` has, if fewer) that the result is written into; the returned tensors are views.
 
     torch.topk leaves the order of equal values unspecified, so rows whose k-th and (k+1)-th
-    values tie are redone with a stable sort, and ties inside the k are ordered by index.
+    values tie are redone with a stable sort.
     """
     num_columns = mat.shape[1]
+    width = min(k + 1, num_columns)
+    if out is None:
+        out = (
+            mat.new_empty((len(mat), width)),
+            torch.empty((len(mat), width), dtype=torch.long, device=mat.device),
+        )
+    values, indices = out
     if 2 * k >= num_columns:
-        values, indices = torch.sort(mat, dim=1, descending=largest, stable=True)
+        sorted_values, order = torch.sort(mat, dim=1, descending=largest, stable=True)
+        values.copy_(sorted_values[:, :width])
+        indices.copy_(order[:, :width])
         return values[:, :k], indices[:, :k]
-    values, indices = torch.topk(mat, k + 1, dim=1, largest=largest, sorted=True)
+    torch.topk(mat, k + 1, dim=1, largest=largest, sorted=True, out=(values, indices))
     boundary_tie = values[:, k - 1] == values[:, k]
-    values, indices = values[:, :k], indices[:, :k]
     if boundary_tie.any():
         rows = torch.nonzero(boundary_tie).squeeze(1)
         tied_values, tied_indices = torch.sort(mat[rows], dim=1, descending=largest, stable=True)
-        values[rows] = tied_values[:, :k]
-        indices[rows] = tied_indices[:, :k]
+        values[rows, :k] = tied_values[:, :k]
+        indices[rows, :k] = tied_indices[:, :k]
+    return values[:, :k], indices[:, :k]
+
+
+def order_ties_by_index(values, indices, largest):
+    """In place: within each row (sorted by value), equal values ordered by column index."""
     inner_tie = (values[:, 1:] == values[:, :-1]).any(dim=1)
     if inner_tie.any():
         rows = torch.nonzero(inner_tie).squeeze(1)
@@ -107,7 +130,6 @@ def ordered_topk(mat, k, largest):
         )
         values[rows] = tied_values
         indices[rows] = by_index.gather(1, order_by_value)
-    return values, indices
 
 
 def remove_self(distances, indices, self_indices):
@@ -141,49 +163,68 @@ class CustomKNN:
         num_search = k + int(ref_includes_query)
         score, largest, to_distances = self.block_scorer(reference)
         batch_size = self.batch_size or min(MAX_BLOCK_ROWS, rows_per_block(len(reference)))
-        blocks = []
+        # Each block only scores and selects, into buffers shared by all blocks (the scorer
+        # reuses one for the scores): every extra per-block operation is one more wait for all
+        # threads on a busy machine. Ties inside the k and the conversion to distances are done
+        # once, on the whole result.
+        kept = None
         for start in range(0, len(query), batch_size):
-            blocks.append(
-                ordered_topk(score(query[start : start + batch_size]), num_search, largest)
+            block = query[start : start + batch_size]
+            scores = score(block)
+            if kept is None:
+                width = min(num_search + 1, len(reference))
+                kept = (
+                    scores.new_empty((len(query), width)),
+                    torch.empty((len(query), width), dtype=torch.long, device=scores.device),
+                )
+            end = start + len(block)
+            topk_candidates(
+                scores, num_search, largest, out=(kept[0][start:end], kept[1][start:end])
             )
-            release_freed_memory()
-        scores, indices = torch.cat([b[0] for b in blocks]), torch.cat([b[1] for b in blocks])
-        distances = to_distances(scores)
+        del score, scores
+        release_freed_memory()
+        scores, indices = kept[0][:, :num_search], kept[1][:, :num_search]
+        order_ties_by_index(scores, indices, largest)
+        distances = to_distances(scores, query)
         if ref_includes_query:
-            distances, indices = remove_self(
-                distances, indices, torch.arange(len(query), device=indices.device)
-            )
-        return distances, indices
+            return remove_self(distances, indices, torch.arange(len(query), device=indices.device))
+        return distances.contiguous(), indices.contiguous()
 
     def block_scorer(self, reference):
-        """A function scoring a query block against the reference, whether larger scores are
-        closer, and the map from kept scores to the distance's values.
+        """(score, largest, to_distances): `score(query_block)` scores the reference for each
+        query row (larger is closer when `largest`); `to_distances(kept_scores, query)` turns
+        the scores kept for `query` into the distance's values (in place when it can).
 
-        Euclidean distances rank like their squares, which one matrix product gives
-        (|q|^2 + |r|^2 - 2 q.r, as cdist computes them at this scale): the root is taken of
-        the k kept values only, and reference norms are computed once, not per block.
+        Euclidean distances rank like |r|^2 - 2 q.r, which one matrix product gives: the query's
+        |q|^2 (constant along a row), the clamp at 0 and the root are applied to the k kept
+        values only, and reference norms are computed once, not per block. The scores of every
+        block go into one buffer, so each block's scores are valid until the next call: a
+        fresh block-sized allocation would be page-faulted in again for every block.
         """
         distance = self.distance
         if type(distance) is LpDistance and distance.p == 2 and distance.power in (1, 2):
             reference = distance.maybe_normalize(at_least_float32(reference))
             reference_sq_norms = (reference * reference).sum(dim=1)
+            buffer = []
 
             def score(block):
                 block = distance.maybe_normalize(at_least_float32(block))
-                mat = torch.addmm(reference_sq_norms, block, reference.T, alpha=-2)
-                return mat.add_((block * block).sum(dim=1, keepdim=True)).clamp_(min=0)
+                if not buffer:  # the first block is the largest
+                    buffer.append(block.new_empty((len(block), len(reference))))
+                out = buffer[0][: len(block)]
+                return torch.addmm(reference_sq_norms, block, reference.T, alpha=-2, out=out)
 
-            largest, to_distances = (
-                False,
-                torch.sqrt if distance.power == 1 else torch.nn.Identity(),
-            )
-        else:
+            def to_distances(kept, query):
+                query = distance.maybe_normalize(at_least_float32(query))
+                squared = kept.add_((query * query).sum(dim=1, keepdim=True)).clamp_(min=0)
+                return squared.sqrt_() if distance.power == 1 else squared
 
-            def score(block):
-                return distance(block, reference)
+            return score, False, to_distances
 
-            largest, to_distances = distance.is_inverted, torch.nn.Identity()
-        return score, largest, to_distances
+        def score(block):
+            return distance(block, reference)
+
+        return score, distance.is_inverted, lambda kept, query: kept
 
 
 class FaissKNN:

@@ -135,6 +135,45 @@ def test_mode_test_evaluates_the_best_checkpoint_only(finished_run, tmp_path):
     assert "checkpoint (epoch 1)" in (tmp_path / "summary.md").read_text()
 
 
+def test_mode_test_reports_every_metric_per_class_and_plots_each_split(finished_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    run_dir, records = finished_run
+    overrides = ["tester.return_per_class=true", "tester.visualize=true"]
+    record = run(compose_config(["mode=test", f"checkpoint={run_dir}", *overrides]), tmp_path)
+    best = max(records, key=lambda r: map_at_r(r, "val"))
+    for split in ("val", "test"):
+        assert record["accuracies"][split] == pytest.approx(best["accuracies"][split], abs=1e-9)
+        rows = record["per_class"][split]
+        # The digits' splits hold disjoint classes: 0-4 for val, 5-9 for test.
+        assert sorted(rows, key=int) == [
+            str(c) for c in (range(5) if split == "val" else range(5, 10))
+        ]
+        for metric in METRICS:
+            queries = torch.tensor([row["queries"] for row in rows.values()], dtype=torch.float64)
+            values = torch.tensor([row[metric] for row in rows.values()], dtype=torch.float64)
+            assert float((queries * values).sum() / queries.sum()) == pytest.approx(
+                record["accuracies"][split][metric], abs=1e-12
+            )
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["per_class"] == record["per_class"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## test, per class" in summary
+    some_class, row = next(iter(record["per_class"]["test"].items()))
+    values = " | ".join(f"{row[m]:.4f}" for m in METRICS)
+    assert f"| {some_class} | {row['queries']} | {values} |" in summary
+    plots = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert [name.split("_")[0] for name in plots] == ["test", "val"]
+    assert all(name.endswith(f"_epoch{record['epoch']}.png") for name in plots)
+
+
+def test_training_with_visualize_plots_each_split_at_each_evaluation(tmp_path):
+    image = pytest.importorskip("matplotlib.image")
+    run(compose_config(["model=mlp", "epochs=1", "tester.visualize=true"]), tmp_path)
+    plots = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert plots == [f"{s}_PCA_epoch{e}.png" for s in ("test", "val") for e in (0, 1)]
+    assert image.imread(tmp_path / "plots" / plots[0]).ndim == 3
+
+
 @pytest.mark.parametrize("interrupted_after", [0, 1])
 def test_resuming_an_interrupted_run_ends_with_exactly_the_same_metrics(
     tmp_path, monkeypatch, interrupted_after

@@ -115,3 +115,41 @@ def test_base_tester_needs_a_search_strategy():
         BaseTester(dataloader_num_workers=0, data_device="cpu").test(
             {"a": one_level_dataset()}, 0, trunk, embedder
         )
+
+
+def test_visualizer_hook_gets_the_arguments_pmls_tester_gives(pml):
+    pytest.importorskip("faiss")
+    from pytorch_metric_learning.testers import GlobalEmbeddingSpaceTester as PMLTester
+    from pytorch_metric_learning.utils.accuracy_calculator import (
+        AccuracyCalculator as PMLCalculator,
+    )
+
+    class FirstTwoColumns:
+        def fit_transform(self, x):
+            return x[:, :2]
+
+    trunk, embedder = models()
+    splits = {"a": two_level_dataset(seed=1), "b": two_level_dataset(seed=2)}
+    calls = {"ours": [], "pml": []}
+    for name, tester_class, calculator_class in [
+        ("ours", GlobalEmbeddingSpaceTester, AccuracyCalculator),
+        ("pml", PMLTester, PMLCalculator),
+    ]:
+        tester_class(
+            dataloader_num_workers=0,
+            data_device="cpu",
+            batch_size=7,
+            label_hierarchy_level="all",
+            accuracy_calculator=calculator_class(include=("precision_at_1",)),
+            visualizer=FirstTwoColumns(),
+            visualizer_hook=lambda *args, calls=calls[name], **kwargs: calls.append((args, kwargs)),
+        ).test(splits, 5, trunk, embedder)
+    assert len(calls["ours"]) == len(calls["pml"]) == 4  # 2 splits x 2 label levels
+    # PML's order of splits varies between processes (string hashing), so compare by split.
+    calls = {name: sorted(c, key=lambda call: call[0][3:5]) for name, c in calls.items()}
+    for (ours, our_kwargs), (theirs, their_kwargs) in zip(calls["ours"], calls["pml"]):
+        assert our_kwargs == their_kwargs == {}
+        assert type(ours[0]) is type(theirs[0]) is FirstTwoColumns
+        np.testing.assert_allclose(ours[1], theirs[1], atol=1e-6)  # the 2-D points
+        assert np.array_equal(ours[2], theirs[2])  # that level's labels
+        assert ours[3:] == theirs[3:]  # split name, keyname "FirstTwoColumns_level<L>", epoch

@@ -302,6 +302,55 @@ def test_agrees_with_pml(pml, options, setup):
     assert_accuracies_close(ours, theirs, tol=1e-6)
 
 
+def test_agrees_with_pml_with_custom_knn_and_kmeans_funcs(pml):
+    pytest.importorskip("faiss")
+    from pytorch_metric_learning.distances import CosineSimilarity as PMLCosineSimilarity
+    from pytorch_metric_learning.utils.accuracy_calculator import (
+        AccuracyCalculator as PMLAccuracyCalculator,
+    )
+    from pytorch_metric_learning.utils.inference import CustomKNN as PMLCustomKNN
+    from pytorch_metric_learning.utils.inference import FaissKMeans as PMLFaissKMeans
+
+    x, x_labels = clustered_embeddings(num_classes=7, per_class=10, dim=8, spread=1.5, seed=6)
+    for setup in REFERENCE_SETUPS:
+        args = split_reference(x.detach(), x_labels, setup)
+        ours = calculator(
+            k=8,
+            knn_func=inference.CustomKNN(CosineSimilarity(), batch_size=16),
+            kmeans_func=inference.FaissKMeans(niter=3, seed=5),
+        ).get_accuracy(*args)
+        theirs = PMLAccuracyCalculator(
+            k=8,
+            device=TEST_DEVICE,
+            knn_func=PMLCustomKNN(PMLCosineSimilarity(), batch_size=16),
+            kmeans_func=PMLFaissKMeans(niter=3, seed=5),
+        ).get_accuracy(*args)
+        assert_accuracies_close(ours, theirs, tol=1e-6)
+
+
+def test_default_clustering_is_pmls_on_data_without_clusters(pml):
+    """With no cluster structure k-means has not converged after a few iterations, so this
+    catches any difference in the default k-means settings (iterations, seed, sampling)."""
+    pytest.importorskip("faiss")
+    from pytorch_metric_learning.utils.accuracy_calculator import (
+        AccuracyCalculator as PMLAccuracyCalculator,
+    )
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 16, generator=generator).to(TEST_DEVICE)
+    x_labels = torch.randint(0, 40, (3000,), generator=generator).to(TEST_DEVICE)
+    ours = calculator(include=("NMI", "AMI")).get_accuracy(x, x_labels)
+    theirs = PMLAccuracyCalculator(include=("NMI", "AMI"), device=TEST_DEVICE).get_accuracy(
+        x, x_labels
+    )
+    assert_accuracies_close(ours, theirs, tol=1e-9)
+    # faiss's own default (25 iterations) would give other clusters here.
+    faiss_default = calculator(include=("NMI",), kmeans_func=inference.FaissKMeans()).get_accuracy(
+        x, x_labels
+    )
+    assert abs(faiss_default["NMI"] - ours["NMI"]) > 1e-4
+
+
 def test_agrees_with_pml_for_a_reflexive_label_comparison_fn(pml):
     from pytorch_metric_learning.utils.accuracy_calculator import (
         AccuracyCalculator as PMLAccuracyCalculator,

@@ -116,6 +116,43 @@ def test_custom_knn_ties_do_not_depend_on_block_size(monkeypatch):
     assert torch.equal(whole[1], expected)
 
 
+@pytest.mark.parametrize(
+    "distance",
+    [LpDistance(normalize_embeddings=False), CosineSimilarity()],
+    ids=["l2", "cosine"],
+)
+@pytest.mark.parametrize("ref_includes_query", [False, True])
+def test_custom_knn_blocks_of_any_size_give_the_brute_force_answer_on_ties(
+    distance, ref_includes_query
+):
+    # Points on a 3 x 3 grid (plus an offset, so cosine ties too): most rows have ties inside
+    # their k and at the boundary between kept and dropped neighbours.
+    grid = torch.randint(0, 3, (40, 2), generator=torch.Generator().manual_seed(3)).float() + 1
+    query = grid if ref_includes_query else grid[:25]
+    reference = grid if ref_includes_query else grid[25:]
+    expected_values, expected_indices = brute_force_knn(
+        query, reference, 6, distance, ref_includes_query
+    )
+    for batch_size in (None, 1, 3, 7):
+        values, indices = CustomKNN(distance, batch_size=batch_size)(
+            query, 6, reference, ref_includes_query
+        )
+        assert torch.equal(indices, expected_indices), batch_size
+        assert_close(values, expected_values, dtype=torch.float32)
+        assert values.is_contiguous() and indices.is_contiguous()
+
+
+def test_topk_candidates_writes_into_the_given_buffers():
+    mat = torch.tensor([[3.0, 1.0, 2.0, 1.0, 1.0, 0.5, 4.0, 5.0]])
+    out = (torch.empty(1, 4), torch.empty(1, 4, dtype=torch.long))
+    values, indices = inference.topk_candidates(mat, 3, largest=False, out=out)
+    # 0.5, then two of the three 1.0s: the boundary tie keeps the lowest indices, 1 and 3.
+    assert (
+        sorted(indices[0].tolist()) == [1, 3, 5] and out[1][0, :3].tolist() == indices[0].tolist()
+    )
+    assert values.data_ptr() == out[0].data_ptr()
+
+
 def test_custom_knn_bad_arguments():
     x = torch.randn(5, 3)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
