@@ -12,12 +12,16 @@ from ..utils.accuracy_calculator import AccuracyCalculator
 
 
 def principal_components(embeddings, output_dimensionality):
-    """Project onto the top principal components (exact: eigenvectors of the d x d covariance)."""
+    """Standardize each dimension (zero mean, unit unbiased variance), then project onto the
+    top principal components (exact: eigenvectors of the d x d correlation matrix), as
+    PML's testers do. A constant dimension is only centered."""
     centered = embeddings - embeddings.mean(dim=0)
-    covariance = centered.T.double() @ centered.double() / max(1, len(centered) - 1)
-    _, eigenvectors = torch.linalg.eigh(covariance)
+    std = centered.std(dim=0) if len(centered) > 1 else torch.ones_like(centered[0])
+    standardized = centered / torch.where(std > 0, std, 1)
+    correlation = standardized.T.double() @ standardized.double() / max(1, len(centered) - 1)
+    _, eigenvectors = torch.linalg.eigh(correlation)
     components = eigenvectors.flip(1)[:, :output_dimensionality].to(embeddings.dtype)
-    return centered @ components
+    return standardized @ components
 
 
 class BaseTester:
@@ -210,7 +214,8 @@ class BaseTester:
 
     def postprocess(self, embeddings):
         if self.pca is not None:
-            embeddings = principal_components(self.maybe_normalize(embeddings), self.pca)
+            # As PML's testers: reduce the raw embeddings, then normalize the reduced ones.
+            embeddings = principal_components(embeddings, self.pca)
         return self.maybe_normalize(embeddings)
 
     def maybe_normalize(self, embeddings):

@@ -57,19 +57,48 @@ def test_data_and_label_getter_and_string_labels_mapped_to_ranks():
         make_tester(set_min_label_to_zero=True)
 
 
-def test_pca_projects_on_the_top_principal_components():
+def test_pca_projects_the_standardized_embeddings_on_their_top_principal_components():
     x = torch.randn(200, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor(
         [5.0, 3.0, 1.0, 0.5, 0.1]
     )
+    x[:, 2] += 0.8 * x[:, 0]  # correlated, so the standardized data has a leading direction
     projected = principal_components(x, 2)
-    centered = (x - x.mean(0)).numpy().astype(np.float64)
-    _, _, vt = np.linalg.svd(centered, full_matrices=False)
-    expected = centered @ vt[:2].T
+    data = x.numpy().astype(np.float64)
+    standardized = (data - data.mean(0)) / data.std(0, ddof=1)
+    _, _, vt = np.linalg.svd(standardized, full_matrices=False)
+    expected = standardized @ vt[:2].T
     np.testing.assert_allclose(np.abs(projected.numpy()), np.abs(expected), rtol=1e-4, atol=1e-4)
+    constant = torch.cat([x, torch.full((200, 1), 3.0)], dim=1)
+    assert torch.isfinite(principal_components(constant, 2)).all()
     trunk, embedder = models()
     embeddings, _ = make_tester(pca=2).get_all_embeddings(one_level_dataset(), trunk, embedder)
     assert embeddings.shape == (36, 2)
     assert torch.allclose(embeddings.norm(dim=1), torch.ones(36))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_pca_matches_pml_up_to_the_sign_of_each_component(pml, normalize):
+    import pytorch_metric_learning.testers as pml_testers
+
+    x = torch.randn(60, 5, generator=torch.Generator().manual_seed(1)) * torch.tensor(
+        [5.0, 3.0, 1.0, 0.5, 0.1]
+    )
+    x[:, 1] += 0.5 * x[:, 0]
+    dataset = torch.utils.data.TensorDataset(x, torch.arange(60) % 4)
+    arguments = dict(
+        dataloader_num_workers=0,
+        data_device="cpu",
+        batch_size=7,
+        pca=3,
+        normalize_embeddings=normalize,
+    )
+    ours, _ = GlobalEmbeddingSpaceTester(**arguments).get_all_embeddings(
+        dataset, torch.nn.Identity()
+    )
+    theirs, _ = pml_testers.GlobalEmbeddingSpaceTester(**arguments).get_all_embeddings(
+        dataset, torch.nn.Identity()
+    )
+    torch.testing.assert_close(ours.abs(), theirs.abs(), rtol=1e-4, atol=1e-4)
 
 
 def test_visualizer_hook_receives_each_split_and_level():
