@@ -38,10 +38,6 @@ class ThresholdReducer(BaseReducer):
         return losses, loss_indices, reduction_type, kwargs
 
     def element_reduction(self, losses, loss_indices, embeddings, labels, nonnegative=False):
-        if self.counts_by_sign(losses, nonnegative):
-            # For losses >= 0, sign(l) is 1 exactly where l > 0: a float count that runs ~2x
-            # faster on CPU than a boolean mask's, and a NaN loss still makes the mean NaN.
-            return torch.sum(losses) / torch.sum(torch.sign(losses)).clamp(min=1)
         above_low = losses > self.low if self.low is not None else None
         below_high = losses < self.high if self.high is not None else None
         if above_low is None or below_high is None:
@@ -54,17 +50,6 @@ class ThresholdReducer(BaseReducer):
         # A masked sum over a clamped count avoids a host sync to test for "nothing kept".
         kept_sum = torch.sum(self.zero_outside_bounds(losses, nonnegative))
         return kept_sum / num_kept.clamp(min=1).to(losses.dtype)
-
-    def counts_by_sign(self, losses, nonnegative):
-        """Whether the mean over l > 0 of nonnegative losses can count by sign: single and
-        double precision only (a half-precision sum of ones stops counting at 2048)."""
-        return (
-            nonnegative
-            and self.low == 0
-            and self.high is None
-            and not self.collect_stats
-            and losses.dtype in (torch.float32, torch.float64)
-        )
 
     def zero_outside_bounds(self, losses, nonnegative=False):
         """The losses with those outside the bounds set to 0, an inf among them included (no
