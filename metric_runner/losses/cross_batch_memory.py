@@ -140,10 +140,14 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         return tuple(torch.cat([x, y]) for x, y in zip(indices_tuple, input_indices_tuple))
 
     def all_pairs(self, labels, L_mem, do_remove_self_comparisons):
-        """Every (batch, memory) pair, from masks: each sample's positive pair with its own copy
-        is cleared in the mask rather than filtered out of index lists."""
-        pos_mask, neg_mask = lmu.get_matches_and_diffs(labels, L_mem)
+        """Every (batch, memory) pair. The positives come from a sort of the memory's labels
+        (no scan of the batch × memory matrix), minus each sample's pair with its own copy;
+        the negatives from the different-label mask."""
+        rows, cols = lmu.same_label_pairs(labels, L_mem)
         if do_remove_self_comparisons:
-            rows = torch.arange(len(labels), device=labels.device)
-            pos_mask[rows, self.curr_batch_idx] = False
-        return lmu.all_pairs_of_masks(pos_mask, neg_mask)
+            not_self = cols != self.curr_batch_idx[rows]
+            rows, cols = rows[not_self], cols[not_self]
+        num_cols = len(L_mem)
+        neg_mask = labels.unsqueeze(1) != L_mem.unsqueeze(0)
+        neg_flat = torch.nonzero(neg_mask.view(-1)).squeeze(1)
+        return lmu.pairs_at_flat_positions(rows * num_cols + cols, neg_flat, num_cols)

@@ -312,9 +312,14 @@ def all_pairs_of_masks(pos_mask, neg_mask):
     """LazyIndexTuple (a1, p, a2, n) of every pair of the (N, M) masks, in row-major order as
     torch.where gives them, with their `flat_positions`: the 2-D indices are derived from the
     positions only when asked for."""
-    num_cols = pos_mask.shape[1]
     pos_flat = torch.nonzero(pos_mask.view(-1)).squeeze(1)
     neg_flat = torch.nonzero(neg_mask.view(-1)).squeeze(1)
+    return pairs_at_flat_positions(pos_flat, neg_flat, pos_mask.shape[1])
+
+
+def pairs_at_flat_positions(pos_flat, neg_flat, num_cols):
+    """LazyIndexTuple (a1, p, a2, n) of the pairs at these row-major positions of an
+    (N, num_cols) matrix, with the positions kept as its `flat_positions`."""
     return LazyIndexTuple(
         [
             lambda: pos_flat // num_cols,
@@ -327,11 +332,47 @@ def all_pairs_of_masks(pos_mask, neg_mask):
     )
 
 
+def same_label_pairs(labels, ref_labels):
+    """(rows, cols) of every (i, j) with labels[i] == ref_labels[j], in row-major order, from
+    one sort of ref_labels: O(N log M + pairs) work, where a mask costs a scan of all N·M.
+    (A stable sort keeps each label's reference indices increasing.)"""
+    sorted_ref, order = torch.sort(ref_labels, stable=True)
+    first = torch.searchsorted(sorted_ref, labels)
+    counts = torch.searchsorted(sorted_ref, labels, right=True) - first
+    rows = torch.repeat_interleave(torch.arange(len(labels), device=labels.device), counts)
+    row_starts = torch.cumsum(counts, 0) - counts
+    rank_in_row = torch.arange(len(rows), device=labels.device) - row_starts[rows]
+    return rows, order[first[rows] + rank_in_row]
+
+
 def pair_values(mat, pairs):
     """(positive-pair values, negative-pair values) of `mat` at an all_pairs_of_masks tuple,
-    picked by flat position, whose backward is cheaper than masked_select's."""
-    flat_mat = mat.flatten()
-    return tuple(flat_mat.index_select(0, positions) for positions in pairs.flat_positions)
+    picked by flat position. Backward writes both gradients into one buffer, where two
+    index_select backwards would zero-fill and add two (N, M) matrices."""
+    return _DisjointFlatGather.apply(mat, *pairs.flat_positions)
+
+
+class _DisjointFlatGather(torch.autograd.Function):
+    """Values of a matrix at several sets of flat positions, all distinct (the positive and
+    negative pairs of masks never share an entry), so backward may write without adding."""
+
+    @staticmethod
+    def forward(ctx, mat, *positions):
+        ctx.save_for_backward(*positions)
+        ctx.shape = mat.shape
+        flat = mat.reshape(-1)
+        return tuple(flat.index_select(0, where) for where in positions)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        positions = ctx.saved_tensors
+        reference = next(g for g in grads if g is not None)
+        grad = reference.new_zeros(ctx.shape.numel())
+        for where, values in zip(positions, grads):
+            if values is not None:
+                grad.index_put_((where,), values)
+        return (grad.view(ctx.shape), *(None for _ in positions))
 
 
 def all_pair_distances(mat, pos_mask, neg_mask):

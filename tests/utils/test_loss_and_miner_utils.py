@@ -463,3 +463,25 @@ def test_all_pairs_of_masks_match_torch_where_and_their_flat_positions():
     assert pairs.device == torch.device("cpu")
     moved = pairs.to("cpu")
     assert isinstance(moved, tuple) and torch.equal(moved[3], expected[3])
+
+
+@pytest.mark.parametrize("num_refs", [0, 1, 9, 40])
+def test_same_label_pairs_lists_the_equal_label_mask_in_row_major_order(num_refs):
+    generator = torch.Generator().manual_seed(num_refs)
+    labels = torch.randint(0, 6, (15,), generator=generator)
+    ref_labels = torch.randint(2, 9, (num_refs,), generator=generator)  # some labels absent
+    rows, cols = lmu.same_label_pairs(labels, ref_labels)
+    expected_rows, expected_cols = torch.where(labels.unsqueeze(1) == ref_labels.unsqueeze(0))
+    assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
+
+
+def test_pair_values_picks_and_scatters_back_each_set_of_positions():
+    mat = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    pos_mask = torch.zeros(4, 5, dtype=torch.bool)
+    pos_mask[[0, 2, 3], [1, 4, 0]] = True
+    pairs = lmu.all_pairs_of_masks(pos_mask, ~pos_mask)
+    pos_values, neg_values = lmu.pair_values(mat, pairs)
+    assert torch.equal(pos_values, mat[pos_mask]) and torch.equal(neg_values, mat[~pos_mask])
+    assert torch.autograd.gradcheck(lambda m: lmu.pair_values(m, pairs), (mat,))
+    (only_pos,) = torch.autograd.grad(pos_values.sum() * 2, mat)
+    assert torch.equal(only_pos, pos_mask.double() * 2)
