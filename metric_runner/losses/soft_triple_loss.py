@@ -64,11 +64,13 @@ class SoftTripleLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         return functools.partial(torch.nn.init.kaiming_uniform_, a=math.sqrt(5))
 
     def get_logits(self, embeddings):
-        """The (N, num_classes) relaxed class similarities S_c."""
+        """The (N, num_classes) relaxed class similarities S_c. The centers are regrouped
+        center-rank first, (N, K, C), so the softmax over a class's K centers runs across
+        whole (N, C) slices; over a tiny innermost dimension it is ~4x slower on CPU."""
+        dim, k = self.embedding_size, self.centers_per_class
         fc = self.cast_weight_like(self.fc, embeddings)
-        sim_to_centers = self.distance(embeddings, fc.t()).view(
-            -1, self.num_classes, self.centers_per_class
-        )
+        by_rank = fc.view(dim, self.num_classes, k).transpose(1, 2).reshape(dim, -1)
+        sim_to_centers = self.distance(embeddings, by_rank.t()).view(-1, k, self.num_classes)
         return RelaxedSimilarity.apply(sim_to_centers, self.gamma)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
@@ -91,14 +93,14 @@ class SoftTripleLoss(WeightRegularizerMixin, BaseMetricLossFunction):
 
 
 class RelaxedSimilarity(torch.autograd.Function):
-    """S = Σ_k softmax_k(s_k / γ)·s_k over the last dimension, with the closed-form gradient
-    ∂S/∂s_k = p_k·(1 + (s_k - S)/γ): three passes over the (N, C, K) tensor in the backward
-    pass instead of the seven that autograd spends on softmax, product and sum."""
+    """S = Σ_k softmax_k(s_k / γ)·s_k over dimension 1 of (N, K, C), with the closed-form
+    gradient ∂S/∂s_k = p_k·(1 + (s_k - S)/γ): three passes over the (N, K, C) tensor in the
+    backward pass instead of the seven that autograd spends on softmax, product and sum."""
 
     @staticmethod
     def forward(ctx, sim, gamma):
-        weights = F.softmax(sim / gamma, dim=-1)
-        relaxed = torch.sum(weights * sim, dim=-1)
+        weights = F.softmax(sim / gamma, dim=1)
+        relaxed = torch.sum(weights * sim, dim=1)
         ctx.save_for_backward(sim, weights, relaxed)
         ctx.gamma = gamma
         return relaxed
@@ -108,5 +110,5 @@ class RelaxedSimilarity(torch.autograd.Function):
     def backward(ctx, grad):
         sim, weights, relaxed = ctx.saved_tensors
         # (s - S)/γ + 1 in one pass, then times p and the incoming gradient.
-        grad_sim = torch.add((1 - relaxed / ctx.gamma).unsqueeze(-1), sim, alpha=1 / ctx.gamma)
-        return grad_sim.mul_(weights).mul_(grad.unsqueeze(-1)), None
+        grad_sim = torch.add((1 - relaxed / ctx.gamma).unsqueeze(1), sim, alpha=1 / ctx.gamma)
+        return grad_sim.mul_(weights).mul_(grad.unsqueeze(1)), None

@@ -5,6 +5,7 @@ import torch
 
 from metric_runner.distances import LpDistance
 from metric_runner.losses import SoftTripleLoss
+from metric_runner.losses.soft_triple_loss import RelaxedSimilarity
 from tests.losses import weight_loss_helpers as h
 
 CENTER_OFFSETS = [0, 50]  # degrees: each class's two centers in the tiny case
@@ -42,17 +43,34 @@ def test_hand_computed_value():
 
 
 def test_relaxed_similarity_gradient_matches_autograd():
-    # The closed-form backward of S = Σ softmax(s/γ)·s against plain autograd.
-    sim = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    # The closed-form backward of S = Σ_k softmax_k(s/γ)·s over the K centers (dimension 1).
+    sim = torch.randn(5, 4, 3, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(5, 3, dtype=torch.float64)
-    loss_fn = SoftTripleLoss(num_classes=3, embedding_size=2, centers_per_class=4, gamma=0.3)
-    from metric_runner.losses.soft_triple_loss import RelaxedSimilarity
-
     (ours,) = torch.autograd.grad(RelaxedSimilarity.apply(sim, 0.3), sim, upstream)
-    plain = torch.sum(torch.softmax(sim / 0.3, dim=-1) * sim, dim=-1)
+    plain = torch.sum(torch.softmax(sim / 0.3, dim=1) * sim, dim=1)
     (expected,) = torch.autograd.grad(plain, sim, upstream)
     torch.testing.assert_close(ours, expected)
-    assert loss_fn.gamma == 0.3
+
+
+def test_logits_relax_over_each_class_s_own_centers():
+    """Class c owns columns c·K ... (c+1)·K - 1 of fc, whatever order the computation uses."""
+    loss_fn = SoftTripleLoss(num_classes=3, embedding_size=4, centers_per_class=2, gamma=0.5)
+    embeddings = torch.randn(6, 4, dtype=torch.float64)
+    loss_fn.fc.data = torch.randn(4, 6, dtype=torch.float64)
+    cosines = torch.nn.functional.normalize(embeddings, dim=1) @ torch.nn.functional.normalize(
+        loss_fn.fc.data, dim=0
+    )
+    expected = torch.stack(
+        [
+            (
+                torch.softmax(cosines[:, 2 * c : 2 * c + 2] / 0.5, dim=1)
+                * cosines[:, 2 * c : 2 * c + 2]
+            ).sum(1)
+            for c in range(3)
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(loss_fn.get_logits(embeddings), expected)
 
 
 def test_signature_parameters_and_defaults_match_pml(pml):
