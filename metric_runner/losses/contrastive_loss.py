@@ -27,9 +27,9 @@ class ContrastiveLoss(GenericPairLoss):
         layout = lmu.UniformClassLayout.from_labels(labels) if same_set else None
         if layout is not None:
             return self.uniform_classes_loss(embeddings, layout)
-        pos_mask, neg_mask = lmu.get_matches_and_diffs(labels, None if same_set else ref_labels)
+        pairs = lmu.all_pairs_of_labels(labels, None if same_set else ref_labels)
         mat = self.distance(embeddings, None if same_set else ref_emb)
-        return self._compute_loss(*lmu.all_pair_distances(mat, pos_mask, neg_mask))
+        return self._compute_loss(*lmu.pair_values(mat, pairs), pairs)
 
     def uniform_classes_loss(self, embeddings, layout):
         """All pairs of a batch whose classes have equal sizes, without index lists: the

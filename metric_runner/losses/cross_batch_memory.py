@@ -140,14 +140,6 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         return tuple(torch.cat([x, y]) for x, y in zip(indices_tuple, input_indices_tuple))
 
     def all_pairs(self, labels, L_mem, do_remove_self_comparisons):
-        """Every (batch, memory) pair. The positives come from a sort of the memory's labels
-        (no scan of the batch × memory matrix), minus each sample's pair with its own copy;
-        the negatives from the different-label mask."""
-        rows, cols = lmu.same_label_pairs(labels, L_mem)
-        if do_remove_self_comparisons:
-            not_self = cols != self.curr_batch_idx[rows]
-            rows, cols = rows[not_self], cols[not_self]
-        num_cols = len(L_mem)
-        neg_mask = labels.unsqueeze(1) != L_mem.unsqueeze(0)
-        neg_flat = torch.nonzero(neg_mask.view(-1)).squeeze(1)
-        return lmu.pairs_at_flat_positions(rows * num_cols + cols, neg_flat, num_cols)
+        """Every (batch, memory) pair, minus each sample's positive pair with its own copy."""
+        self_columns = self.curr_batch_idx if do_remove_self_comparisons else None
+        return lmu.all_pairs_of_labels(labels, L_mem, self_columns)

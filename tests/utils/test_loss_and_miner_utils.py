@@ -353,10 +353,11 @@ def test_index_tensor_lengths():
 
 
 @pytest.mark.parametrize("ref_labels", [None, REF_LABELS])
-def test_all_pair_distances_are_the_masked_entries_in_row_major_order(ref_labels):
+def test_all_pairs_of_labels_are_the_masked_entries_in_row_major_order(ref_labels):
     pos_mask, neg_mask = lmu.get_matches_and_diffs(LABELS, ref_labels)
     mat = torch.randn(pos_mask.shape, dtype=torch.float64, requires_grad=True)
-    pos, neg, indices = lmu.all_pair_distances(mat, pos_mask, neg_mask)
+    indices = lmu.all_pairs_of_labels(LABELS, ref_labels)
+    pos, neg = lmu.pair_values(mat, indices)
     assert isinstance(indices, lmu.LazyIndexTuple)
     assert [x.tolist() for x in indices] == [
         x.tolist() for x in lmu.get_all_pairs_indices(LABELS, ref_labels)
@@ -485,3 +486,14 @@ def test_pair_values_picks_and_scatters_back_each_set_of_positions():
     assert torch.autograd.gradcheck(lambda m: lmu.pair_values(m, pairs), (mat,))
     (only_pos,) = torch.autograd.grad(pos_values.sum() * 2, mat)
     assert torch.equal(only_pos, pos_mask.double() * 2)
+
+
+def test_all_pairs_of_labels_drops_each_querys_own_column():
+    """A memory holding the batch at columns 3, 0, 1 (cross-batch memory): each query's
+    positive pair with its own copy is left out, its other pairs kept."""
+    labels = torch.tensor([5, 6, 5])
+    ref_labels = torch.tensor([6, 5, 9, 5, 5])
+    indices = lmu.all_pairs_of_labels(labels, ref_labels, self_columns=torch.tensor([3, 0, 1]))
+    a1, p, a2, n = (x.tolist() for x in indices)
+    assert list(zip(a1, p)) == [(0, 1), (0, 4), (2, 3), (2, 4)]
+    assert list(zip(a2, n)) == [(0, 0), (0, 2), (1, 1), (1, 2), (1, 3), (1, 4), (2, 0), (2, 2)]
