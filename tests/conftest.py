@@ -34,3 +34,18 @@ def seeded_generators():
     random.seed(0)
     numpy.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def single_threaded_faiss():
+    """faiss's OpenMP threads spin-wait on a busy machine; one thread keeps tiny inputs fast.
+    Modules that search with faiss ask for it (pytest.mark.usefixtures)."""
+    try:
+        import faiss
+    except ModuleNotFoundError:
+        yield
+        return
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)

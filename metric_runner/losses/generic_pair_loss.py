@@ -13,6 +13,17 @@ class GenericPairLoss(BaseMetricLossFunction):
     Triplets from a miner are converted to pairs first.
     """
 
+    def __init_subclass__(cls, **kwargs):
+        # Checked when the class is defined, rather than failing on its first call.
+        super().__init_subclass__(**kwargs)
+        if not hasattr(cls, "_compute_loss") and cls.compute_loss is GenericPairLoss.compute_loss:
+            raise TypeError(
+                f"{cls.__name__} subclasses GenericPairLoss, so it must define "
+                "_compute_loss(mat, pos_mask, neg_mask) (mat_based_loss=True) or "
+                "_compute_loss(pos_pair_dist, neg_pair_dist, indices_tuple), or override "
+                "compute_loss."
+            )
+
     def __init__(self, mat_based_loss, **kwargs):
         super().__init__(**kwargs)
         self.mat_based_loss = mat_based_loss
@@ -42,6 +53,3 @@ class GenericPairLoss(BaseMetricLossFunction):
         return self._compute_loss(
             lmu.values_at(mat, a1, p), lmu.values_at(mat, a2, n), indices_tuple
         )
-
-    def _compute_loss(self, *args):
-        raise NotImplementedError(f"{type(self).__name__} must define _compute_loss")

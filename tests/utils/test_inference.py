@@ -13,19 +13,7 @@ from metric_runner.utils.inference import (
 )
 from tests.helpers import TEST_DEVICE, assert_close, clustered_embeddings
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded_faiss():
-    """faiss's OpenMP threads spin-wait on a busy machine; one thread keeps tiny inputs fast."""
-    try:
-        import faiss
-    except ModuleNotFoundError:
-        yield
-        return
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_threaded_faiss")
 
 
 @pytest.fixture
