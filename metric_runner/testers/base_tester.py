@@ -250,7 +250,14 @@ class BaseTester:
     def do_knn_and_accuracies(
         self, accuracies, embeddings_and_labels, query_split_name, reference_split_names
     ):
-        raise NotImplementedError
+        """The subclass's evaluation of one query split against its reference splits, written
+        into `accuracies` (BaseTester only embeds; use GlobalEmbeddingSpaceTester or one of
+        its kind)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define do_knn_and_accuracies; BaseTester is the base "
+            "of GlobalEmbeddingSpaceTester, WithSameParentLabelTester and "
+            "GlobalTwoStreamEmbeddingSpaceTester"
+        )
 
     def accuracies_keyname(self, metric, label_hierarchy_level=0, average=False):
         return f"AVERAGE_{metric}" if average else f"{metric}_level{label_hierarchy_level}"

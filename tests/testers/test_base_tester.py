@@ -140,7 +140,7 @@ def test_description_suffixes_and_keynames():
 
 def test_base_tester_needs_a_search_strategy():
     trunk, embedder = models()
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="must define do_knn_and_accuracies"):
         BaseTester(dataloader_num_workers=0, data_device="cpu").test(
             {"a": one_level_dataset()}, 0, trunk, embedder
         )
