@@ -1,0 +1,15 @@
+"""Exception types that keep PML's contract while carrying our clear messages.
+
+PML rejects bad arguments with ``assert`` (so its users catch ``AssertionError``) and unsupported
+combinations with ``NotImplementedError``. Our errors are ``ValueError``s with a message naming the
+problem and the fix; subclassing both keeps every ``except`` clause written for PML working.
+"""
+
+
+class InvalidArgumentError(ValueError, AssertionError):
+    """An argument PML rejects with ``assert``: catchable as ValueError or AssertionError."""
+
+
+class UnsupportedInputError(ValueError, NotImplementedError):
+    """A combination PML refuses with ``NotImplementedError`` (a reducer given a reduction type it
+    does not handle, NMI/AMI with a custom label comparison): catchable as either type."""
