@@ -38,10 +38,16 @@ class BaseDistance(ModuleWithRecords, abc.ABC):
     def compute_mat(self, query_emb, ref_emb):
         """The full (Nq, Nr) matrix of already-normalized rows; each subclass defines its formula."""
 
-    @abc.abstractmethod
     def pairwise_distance(self, query_emb, ref_emb):
         """Distance between row i of query_emb and row i of ref_emb, for every i (rows are used
-        as given: no normalization, no power)."""
+        as given: no normalization, no power).
+
+        Optional, as in PML: a distance that defines only compute_mat is complete for every
+        loss and miner that works on the matrix; this raises only when a caller needs it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no pairwise_distance(query_emb, ref_emb), the "
+            "row-by-row distance that this caller needs; define it in the subclass."
+        )
 
     def smallest_dist(self, *args, **kwargs):
         """The 'closest' value: max for similarities, min for distances."""
@@ -70,6 +76,8 @@ class BaseDistance(ModuleWithRecords, abc.ABC):
         return torch.linalg.vector_norm(embeddings, ord=self.p, dim=dim, **kwargs)
 
     def check_shapes(self, query_emb, ref_emb):
+        """The built-in distances take 2-D (N, embedding_size) rows; a subclass whose formula
+        takes other shapes overrides this check."""
         for name, emb in (("query_emb", query_emb), ("ref_emb", ref_emb)):
             if emb is not None and emb.ndim != 2:
                 raise ValueError(f"{name} must be 2D (N, embedding_size), got {tuple(emb.shape)}")

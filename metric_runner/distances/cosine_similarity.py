@@ -1,3 +1,4 @@
+from ..utils.errors import UnacceptedArgumentError
 from .dot_product_similarity import DotProductSimilarity
 
 
@@ -7,7 +8,7 @@ class CosineSimilarity(DotProductSimilarity):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if not (self.is_inverted and self.normalize_embeddings):
-            raise ValueError(
+            raise UnacceptedArgumentError(
                 "CosineSimilarity needs normalize_embeddings=True; "
                 "use DotProductSimilarity for unnormalized embeddings."
             )

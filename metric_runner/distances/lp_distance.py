@@ -1,5 +1,6 @@
 import torch
 
+from ..utils.errors import InvalidArgumentError
 from .base_distance import BaseDistance
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -12,7 +13,7 @@ class LpDistance(BaseDistance):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if self.is_inverted:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "LpDistance is a distance (smaller = closer); is_inverted must be False."
             )
 

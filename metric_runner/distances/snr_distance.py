@@ -1,5 +1,6 @@
 import torch
 
+from ..utils.errors import InvalidArgumentError
 from .base_distance import BaseDistance
 
 
@@ -14,7 +15,7 @@ class SNRDistance(BaseDistance):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if self.is_inverted:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "SNRDistance is a distance (smaller = closer); is_inverted must be False."
             )
 

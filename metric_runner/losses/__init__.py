@@ -17,7 +17,7 @@ from .large_margin_softmax_loss import LargeMarginSoftmaxLoss
 from .lifted_structure_loss import LiftedStructureLoss
 from .manifold_loss import ManifoldLoss
 from .margin_loss import MarginLoss
-from .mixins import EmbeddingRegularizerMixin, WeightRegularizerMixin
+from .mixins import EmbeddingRegularizerMixin, WeightMixin, WeightRegularizerMixin
 from .multi_similarity_loss import MultiSimilarityLoss
 from .multiple_losses import MultipleLosses
 from .n_pairs_loss import NPairsLoss

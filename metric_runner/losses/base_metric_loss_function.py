@@ -41,5 +41,6 @@ class BaseMetricLossFunction(EmbeddingRegularizerMixin, ModuleWithRecordsReducer
     def sub_loss_names(self):
         return self._sub_loss_names() + self.regularization_loss_names()
 
-    def regularization_loss_names(self):
-        return super().regularization_loss_names()
+    def all_regularization_loss_names(self):
+        """The names of the regularizers' sub-losses (PML's method)."""
+        return self.regularization_loss_names()

@@ -38,7 +38,7 @@ class CircleLoss(GenericPairLoss):
         lse_n = lmu.logsumexp(logit_n, keep_mask=neg_mask, add_one=False)
         losses = torch.nn.functional.softplus(lse_p + lse_n)
         # An anchor needs both a positive and a negative to have a loss.
-        has_both = pos_mask.any(dim=1) & neg_mask.any(dim=1)
+        has_both = lmu.any_true(pos_mask, dim=1) & lmu.any_true(neg_mask, dim=1)
         return {
             "loss": {
                 "losses": losses.squeeze(1) * has_both,

@@ -69,13 +69,11 @@ class ContrastiveLoss(GenericPairLoss):
                 "losses": pos_loss,
                 "indices": indices_tuple[:2],
                 "reduction_type": "pos_pair",
-                "nonnegative": True,
             },
             "neg_loss": {
                 "losses": neg_loss,
                 "indices": indices_tuple[2:],
                 "reduction_type": "neg_pair",
-                "nonnegative": True,
             },
         }
 

@@ -2,6 +2,7 @@ import torch
 
 from ..utils import common_functions as c_f
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.errors import InvalidArgumentError
 from ..utils.module_with_records import ModuleWithRecords
 from .base_loss_wrapper import BaseLossWrapper
 
@@ -22,7 +23,9 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         super().__init__(loss=loss, **kwargs)
         for name, value in (("embedding_size", embedding_size), ("memory_size", memory_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"CrossBatchMemory needs {name} as a positive int, got {value!r}.")
+                raise InvalidArgumentError(
+                    f"CrossBatchMemory needs {name} as a positive int, got {value!r}."
+                )
         self.embedding_size = embedding_size
         self.memory_size = memory_size
         self.miner = miner
@@ -59,7 +62,7 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         self.queue_idx = 0
 
     def forward(self, embeddings, labels, indices_tuple=None, enqueue_mask=None):
-        self.check_inputs(embeddings, labels, enqueue_mask)
+        self.check_inputs(embeddings, labels, indices_tuple, enqueue_mask)
         labels = c_f.to_device(labels, embeddings)
         self.embedding_memory = c_f.to_device(
             self.embedding_memory, embeddings, dtype=embeddings.dtype
@@ -73,7 +76,7 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
             emb_for_queue, labels_for_queue = embeddings, labels
         batch_size = len(emb_for_queue)
         if batch_size > self.memory_size:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"CrossBatchMemory cannot enqueue {batch_size} embeddings into a memory of "
                 f"{self.memory_size}; use a memory_size at least as large as the batch."
             )
@@ -90,19 +93,26 @@ class CrossBatchMemory(BaseLossWrapper, ModuleWithRecords):
         )
         return self.loss(embeddings, labels, indices_tuple, mem_emb, mem_labels)
 
-    def check_inputs(self, embeddings, labels, enqueue_mask):
+    def check_inputs(self, embeddings, labels, indices_tuple, enqueue_mask):
         c_f.check_shapes(embeddings, labels)
+        if indices_tuple is not None and enqueue_mask is not None:
+            raise InvalidArgumentError(
+                "CrossBatchMemory takes indices_tuple or enqueue_mask, not both: with "
+                "enqueue_mask the queued rows leave the batch, so the tuples would point nowhere."
+            )
         if labels is None:
-            raise ValueError("CrossBatchMemory needs labels: they are stored in the queue.")
+            raise InvalidArgumentError(
+                "CrossBatchMemory needs labels: they are stored in the queue."
+            )
         if embeddings.shape[1] != self.embedding_size:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"CrossBatchMemory was built for embedding_size={self.embedding_size} but got "
                 f"embeddings of size {embeddings.shape[1]}."
             )
         if enqueue_mask is not None and (
             enqueue_mask.dtype != torch.bool or enqueue_mask.shape != labels.shape
         ):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"enqueue_mask must be a boolean tensor with one entry per embedding "
                 f"({len(labels)}), got {enqueue_mask.dtype} of shape {tuple(enqueue_mask.shape)}."
             )

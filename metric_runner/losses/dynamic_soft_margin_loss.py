@@ -15,7 +15,9 @@ class DynamicSoftMarginLoss(BaseMetricLossFunction):
     call as h ← normalize((1 − momentum) h + momentum · batch counts). The triplets come from
     the labels or `indices_tuple`; without either, row i of embeddings and of ref_emb are a
     positive pair whose negative is the closest other row or column (the paper's
-    descriptor-matching setting; extra rows of the larger set only give negatives).
+    descriptor-matching setting). The paper pairs N descriptors with N; with more rows on one
+    side we keep its rule for the first min(N, M) pairs and let the extra rows serve as
+    negatives only. PML gives another number there (README, "Differences from PML").
     """
 
     def __init__(self, min_val=-2.0, num_bins=10, momentum=0.01, **kwargs):

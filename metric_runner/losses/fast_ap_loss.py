@@ -20,6 +20,7 @@ class FastAPLoss(BaseMetricLossFunction):
         self.num_bins = int(num_bins)
         if self.num_bins < 1:
             raise ValueError(f"num_bins must be a positive integer, got {num_bins}")
+        self.num_edges = self.num_bins + 1  # the histogram's bin centers, PML's public name
         self.add_to_recordable_attributes(name="num_bins", is_stat=False)
 
     def check_labels_available(self, labels, indices_tuple):
@@ -59,7 +60,7 @@ class FastAPLoss(BaseMetricLossFunction):
         two scatter-adds over the N×N matrix (no N×N×bins tensor): negatives, positives and the
         query itself go to three separate blocks of bins, the last one discarded.
         """
-        num_centers = self.num_bins + 1
+        num_centers = self.num_edges
         bin_width = 2**self.distance.power / self.num_bins
         position = (dist_mat / bin_width).clamp(0, self.num_bins)
         lower_bin = position.detach().floor().clamp(max=self.num_bins - 1)

@@ -2,6 +2,7 @@ import torch
 
 from ..distances import CosineSimilarity
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.errors import InvalidArgumentError
 from .base_metric_loss_function import BaseMetricLossFunction
 
 
@@ -19,7 +20,7 @@ class HistogramLoss(BaseMetricLossFunction):
         super().__init__(**kwargs)
         self.n_bins, self.delta = self.bins_and_width(n_bins, delta)
         if not (self.distance.is_inverted and self.distance.normalize_embeddings):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"HistogramLoss needs similarities in [-1, 1], e.g. CosineSimilarity(); got "
                 f"{type(self.distance).__name__}(normalize_embeddings="
                 f"{self.distance.normalize_embeddings})."
@@ -34,7 +35,7 @@ class HistogramLoss(BaseMetricLossFunction):
         if n_bins is None:
             n_bins = round(2 / delta)
         if n_bins < 1 or (delta is not None and abs(delta - 2 / n_bins) > 1e-9):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"HistogramLoss needs a positive n_bins and delta = 2 / n_bins; got n_bins={n_bins}, "
                 f"delta={delta}. Pass only one of them."
             )
@@ -42,7 +43,7 @@ class HistogramLoss(BaseMetricLossFunction):
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         if ref_emb is not embeddings:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "HistogramLoss does not support ref_emb: it compares the batch with itself."
             )
         size = len(embeddings)
@@ -69,8 +70,8 @@ class HistogramLoss(BaseMetricLossFunction):
         else:
             pairs = lmu.convert_to_pairs(indices_tuple, labels)
             pos_mask, neg_mask = lmu.pairs_to_masks(pairs, (size, size), device)
-        has_pos = pos_mask.any(dim=1, keepdim=True)
-        has_neg = neg_mask.any(dim=1, keepdim=True)
+        has_pos = lmu.any_true(pos_mask, dim=1, keepdim=True)
+        has_neg = lmu.any_true(neg_mask, dim=1, keepdim=True)
         pos_mask = pos_mask & has_neg
         neg_mask = neg_mask & has_pos
         return torch.triu(pos_mask | pos_mask.t()), torch.triu(neg_mask | neg_mask.t())

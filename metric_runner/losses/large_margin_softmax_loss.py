@@ -33,6 +33,7 @@ class LargeMarginSoftmaxLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         self.add_to_recordable_attributes(
             list_of_names=["num_classes", "margin", "scale"], is_stat=False
         )
+        self.add_to_recordable_attributes(name="avg_angle", is_stat=True)
 
     def get_default_distance(self):
         return CosineSimilarity()
@@ -97,12 +98,20 @@ class LargeMarginSoftmaxLoss(WeightRegularizerMixin, BaseMetricLossFunction):
             else target_scale
         )
         target_cosine = logits[rows, labels] / denominator
+        if self.collect_stats:
+            self.set_avg_angle(target_cosine)
         target_logits = self.modify_cosine_of_target_classes(target_cosine) * target_scale
         # Under autocast the norms come out in float32 while the logits may be half precision.
         target_logits = target_logits.to(logits.dtype)
         # In place: `logits` is a fresh tensor that no autograd node saved, and this avoids
         # two more (N, num_classes) tensors (a one-hot mask and the blended copy).
         return logits.scatter_(1, labels.unsqueeze(1), target_logits.unsqueeze(1))
+
+    def set_avg_angle(self, target_cosine):
+        """The mean angle, in degrees, between each embedding and its class weight."""
+        with torch.no_grad():
+            angles = torch.rad2deg(torch.acos(target_cosine.float().clamp(-1, 1)))
+            self.avg_angle = angles.mean().item()
 
     def modify_cosine_of_target_classes(self, cosine):
         """ψ(θ) = (-1)^k cos(mθ) - 2k, with cos(mθ) the Chebyshev polynomial T_m(cos θ), so

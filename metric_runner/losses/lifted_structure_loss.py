@@ -2,7 +2,11 @@ import torch
 
 from ..utils import common_functions as c_f
 from ..utils import loss_and_miner_utils as lmu
+from .generalized_lifted_structure_loss import GeneralizedLiftedStructureLoss
 from .generic_pair_loss import GenericPairLoss
+
+# PML defines both classes in this module; GeneralizedLiftedStructureLoss lives in its own.
+__all__ = ["GeneralizedLiftedStructureLoss", "LiftedStructureLoss"]
 
 
 class LiftedStructureLoss(GenericPairLoss):
@@ -46,7 +50,7 @@ class LiftedStructureLoss(GenericPairLoss):
         row_neg_lse = torch.logsumexp(
             neg_terms.masked_fill(~neg_mask, c_f.neg_inf(mat.dtype)), dim=1
         )
-        row_has_neg = neg_mask.any(dim=1)
+        row_has_neg = lmu.any_true(neg_mask, dim=1)
         neg_lse, pair_has_neg = row_neg_lse[anchor_idx], row_has_neg[anchor_idx]
         if same_set:
             # A pair (i, i) counts i's negatives once.

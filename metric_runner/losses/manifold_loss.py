@@ -4,6 +4,7 @@ import torch
 
 from ..distances import CosineSimilarity
 from ..utils import common_functions as c_f
+from ..utils.errors import InvalidArgumentError
 from .base_metric_loss_function import BaseMetricLossFunction
 
 
@@ -32,17 +33,21 @@ class ManifoldLoss(BaseMetricLossFunction):
     ):
         super().__init__(**kwargs)
         if not self.distance.is_inverted:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ManifoldLoss builds its graph from similarities (e.g. CosineSimilarity()), "
                 f"got the distance {type(self.distance).__name__}."
             )
         for name, value in (("l", l), ("K", K)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ManifoldLoss needs {name} as a positive int, got {value!r}.")
+                raise InvalidArgumentError(
+                    f"ManifoldLoss needs {name} as a positive int, got {value!r}."
+                )
         if not 0 < alpha < 1:
-            raise ValueError(f"ManifoldLoss needs the random-walk alpha in (0, 1), got {alpha}.")
+            raise InvalidArgumentError(
+                f"ManifoldLoss needs the random-walk alpha in (0, 1), got {alpha}."
+            )
         if lambdaC < 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ManifoldLoss needs lambdaC >= 0 (inf for the context loss alone), got {lambdaC}."
             )
         self.l = l
@@ -57,18 +62,18 @@ class ManifoldLoss(BaseMetricLossFunction):
 
     def check_labels_available(self, labels, indices_tuple):
         if labels is not None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "ManifoldLoss does not take labels: pass each embedding's proxy index as "
                 "indices_tuple, or nothing for random proxies."
             )
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         if ref_emb is not embeddings:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "ManifoldLoss does not support ref_emb: the proxies are the reference set."
             )
         if embeddings.shape[1] != self.l:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ManifoldLoss was built for l={self.l} but embeddings have size {embeddings.shape[1]}."
             )
         num_emb = len(embeddings)
@@ -95,14 +100,14 @@ class ManifoldLoss(BaseMetricLossFunction):
                 or assignment.is_floating_point()
                 or bool(((assignment < 0) | (assignment >= self.K)).any())
             ):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"ManifoldLoss takes indices_tuple as one proxy index in [0, K={self.K}) per "
                     f"embedding (shape ({num_emb},)), got {assignment.dtype} of shape "
                     f"{tuple(assignment.shape)}."
                 )
             return assignment.long()
         if num_emb < self.K:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ManifoldLoss with random proxies needs at least K={self.K} embeddings per batch, "
                 f"got {num_emb}; pass indices_tuple or use a smaller K."
             )

@@ -18,39 +18,35 @@ class EmbeddingRegularizerMixin:
         if embedding_regularizer is not None:
             self.add_to_recordable_attributes(name="embedding_reg_weight", is_stat=False)
 
+    def embedding_regularization_loss(self, embeddings):
+        """The regularizer's sub-loss entry (losses 0 without a regularizer), PML's method."""
+        losses = 0
+        if self.embedding_regularizer is not None:
+            losses = self.embedding_regularizer(embeddings) * self.embedding_reg_weight
+        return {"losses": losses, "indices": None, "reduction_type": "already_reduced"}
+
     def add_embedding_regularization_to_loss_dict(self, loss_dict, embeddings):
         if self.embedding_regularizer is not None:
-            loss_dict["embedding_reg_loss"] = {
-                "losses": self.embedding_regularizer(embeddings) * self.embedding_reg_weight,
-                "indices": None,
-                "reduction_type": "already_reduced",
-            }
+            loss_dict["embedding_reg_loss"] = self.embedding_regularization_loss(embeddings)
 
     def regularization_loss_names(self):
         return ["embedding_reg_loss"] if self.embedding_regularizer not in (None, False) else []
 
 
-class WeightRegularizerMixin:
+class WeightMixin:
     """For losses with learnable class weights / proxies (ArcFace, ProxyAnchor, ...).
 
     Gives the loss `weight_init_func` (each loss names its paper's default through
-    `get_default_weight_init_func`), an optional `weight_regularizer` sub-loss, and the input
-    checks every such loss shares: labels are required, `ref_emb` is meaningless (the weights
-    are the reference set), and each label must index one of the `num_classes` weights.
+    `get_default_weight_init_func`) and the input checks every such loss shares: labels are
+    required, `ref_emb` is meaningless (the weights are the reference set), and each label
+    must index one of the `num_classes` weights.
     """
 
-    def __init__(
-        self, weight_init_func=None, weight_regularizer=None, weight_reg_weight=1, **kwargs
-    ):
-        self.weight_regularizer = weight_regularizer is not None
+    def __init__(self, weight_init_func=None, **kwargs):
         super().__init__(**kwargs)
-        self.weight_regularizer = weight_regularizer
-        self.weight_reg_weight = weight_reg_weight
         self.weight_init_func = (
             self.get_default_weight_init_func() if weight_init_func is None else weight_init_func
         )
-        if weight_regularizer is not None:
-            self.add_to_recordable_attributes(name="weight_reg_weight", is_stat=False)
 
     def set_sizes(self, num_classes, embedding_size):
         self.check_positive_int("num_classes", num_classes)
@@ -75,20 +71,6 @@ class WeightRegularizerMixin:
         weight = torch.nn.Parameter(torch.empty(*shape))
         self.init_weight(weight)
         return weight
-
-    def add_weight_regularization_to_loss_dict(self, loss_dict, weights):
-        if self.weight_regularizer is not None:
-            loss_dict["weight_reg_loss"] = {
-                "losses": self.weight_regularizer(weights) * self.weight_reg_weight,
-                "indices": None,
-                "reduction_type": "already_reduced",
-            }
-
-    def regularization_loss_names(self):
-        names = super().regularization_loss_names()
-        if self.weight_regularizer not in (None, False):
-            names = names + ["weight_reg_loss"]
-        return names
 
     def cast_weight_like(self, weight, embeddings):
         """The weight in the embeddings' dtype and device, as a differentiable copy: the
@@ -130,3 +112,32 @@ class WeightRegularizerMixin:
                     "remap the labels to 0..num_classes-1 or raise num_classes."
                 )
         return labels.long()
+
+
+class WeightRegularizerMixin(WeightMixin):
+    """A WeightMixin loss with an optional `weight_regularizer` sub-loss on its weights."""
+
+    def __init__(self, weight_regularizer=None, weight_reg_weight=1, **kwargs):
+        self.weight_regularizer = weight_regularizer is not None
+        super().__init__(**kwargs)
+        self.weight_regularizer = weight_regularizer
+        self.weight_reg_weight = weight_reg_weight
+        if weight_regularizer is not None:
+            self.add_to_recordable_attributes(name="weight_reg_weight", is_stat=False)
+
+    def weight_regularization_loss(self, weights):
+        """The regularizer's sub-loss entry (losses 0 without a regularizer), PML's method."""
+        losses = 0
+        if self.weight_regularizer is not None:
+            losses = self.weight_regularizer(weights) * self.weight_reg_weight
+        return {"losses": losses, "indices": None, "reduction_type": "already_reduced"}
+
+    def add_weight_regularization_to_loss_dict(self, loss_dict, weights):
+        if self.weight_regularizer is not None:
+            loss_dict["weight_reg_loss"] = self.weight_regularization_loss(weights)
+
+    def regularization_loss_names(self):
+        names = super().regularization_loss_names()
+        if self.weight_regularizer not in (None, False):
+            names = names + ["weight_reg_loss"]
+        return names

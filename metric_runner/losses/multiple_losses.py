@@ -1,5 +1,7 @@
 import torch
 
+from ..utils.errors import InvalidArgumentError, InvalidArgumentTypeError
+
 
 class MultipleLosses(torch.nn.Module):
     """The weighted sum of several losses, each optionally fed by its own miner.
@@ -12,7 +14,7 @@ class MultipleLosses(torch.nn.Module):
         super().__init__()
         self.is_dict = isinstance(losses, dict)
         if not isinstance(losses, (dict, list, tuple)) or len(losses) == 0:
-            raise TypeError(
+            raise InvalidArgumentTypeError(
                 f"losses must be a non-empty list or dict of losses, got {type(losses).__name__}."
             )
         keys = list(losses) if self.is_dict else list(range(len(losses)))
@@ -31,22 +33,24 @@ class MultipleLosses(torch.nn.Module):
         if x is None:
             return
         if self.is_dict != isinstance(x, dict):
-            raise TypeError(
+            raise InvalidArgumentTypeError(
                 f"{name} must be a dict when losses is a dict and a list when losses is a list."
             )
         if self.is_dict:
             unknown, missing = set(x) - set(keys), set(keys) - set(x)
             if unknown or (every_key and missing):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{name} keys must match the loss names {keys}: unknown {sorted(unknown)}"
                     + (f", missing {sorted(missing)}" if every_key else "")
                 )
         elif len(x) != len(keys):
-            raise ValueError(f"{name} must have one entry per loss ({len(keys)}), got {len(x)}.")
+            raise InvalidArgumentError(
+                f"{name} must have one entry per loss ({len(keys)}), got {len(x)}."
+            )
 
     def forward(self, embeddings, labels, indices_tuple=None):
         if self.miners and indices_tuple is not None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "MultipleLosses mines its own tuples: pass either miners or indices_tuple, not both."
             )
         named = self.losses.items() if self.is_dict else enumerate(self.losses)

@@ -25,8 +25,8 @@ class NPairsLoss(BaseMetricLossFunction):
                 "NPairsLoss does not support ref_emb: anchors and positives both come from embeddings."
             )
         anchor_idx, positive_idx = self.one_pair_per_label(labels, indices_tuple)
-        if self.collect_stats:
-            self.num_pairs = len(anchor_idx)
+        # Set whatever collect_stats is, as PML does.
+        self.num_pairs = len(anchor_idx)
         if len(anchor_idx) == 0:
             return self.zero_losses()
         mat = self.distance(embeddings[anchor_idx], embeddings[positive_idx])

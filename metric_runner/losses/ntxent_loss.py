@@ -50,7 +50,9 @@ class NTXentLoss(GenericPairLoss):
         neg_logsumexp = lmu.logsumexp(neg_logits, keep_mask=has_neg, add_one=False).squeeze(1)
         # An anchor without negatives gets the lowest finite value, so its losses are exactly 0
         # with zero (not NaN) gradients.
-        neg_logsumexp = neg_logsumexp.masked_fill(~has_neg.any(dim=1), c_f.neg_inf(logits.dtype))
+        neg_logsumexp = neg_logsumexp.masked_fill(
+            ~lmu.any_true(has_neg, dim=1), c_f.neg_inf(logits.dtype)
+        )
         pos_logits = lmu.values_at(logits, a, p)
         losses = torch.logaddexp(pos_logits, neg_logsumexp.index_select(0, a)) - pos_logits
         return {"loss": {"losses": losses, "indices": (a, p), "reduction_type": "pos_pair"}}

@@ -21,6 +21,8 @@ class ProxyNCALoss(WeightRegularizerMixin, NCALoss):
         super().__init__(**kwargs)
         self.set_sizes(num_classes, embedding_size)
         self.proxies = self.new_weight(num_classes, embedding_size)
+        # Proxy j stands for class j (PML's public attribute); not saved in the state dict.
+        self.register_buffer("proxy_labels", torch.arange(num_classes), persistent=False)
         self.add_to_recordable_attributes(name="num_classes", is_stat=False)
 
     def get_logits(self, embeddings):

@@ -2,6 +2,7 @@ import torch
 
 from ..utils import common_functions as c_f
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.errors import InvalidArgumentError
 from .base_metric_loss_function import BaseMetricLossFunction
 
 # Added once per column to each weighted average's denominator.
@@ -20,9 +21,16 @@ class RankedListLoss(BaseMetricLossFunction):
     def __init__(self, margin, Tn, imbalance=0.5, alpha=None, Tp=0, **kwargs):
         super().__init__(**kwargs)
         if self.distance.is_inverted:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"RankedListLoss needs a distance where smaller means closer (e.g. LpDistance()), "
-                f"got the similarity {type(self.distance).__name__}."
+                f"got the similarity {type(self.distance).__name__}: its thresholds alpha and "
+                "alpha - margin are distances. (PML accepts a similarity here, but its loss then "
+                "pushes positives apart and pulls negatives together.)"
+            )
+        if not 0 <= imbalance <= 1:
+            raise InvalidArgumentError(
+                f"RankedListLoss needs imbalance (the weight of the negatives' term, lambda) in "
+                f"[0, 1], got {imbalance}: outside it one term is weighted negatively."
             )
         self.margin = margin
         self.Tn = Tn
@@ -35,17 +43,17 @@ class RankedListLoss(BaseMetricLossFunction):
 
     def check_labels_available(self, labels, indices_tuple):
         if labels is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "RankedListLoss needs labels: each anchor's ranked list comes from them."
             )
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         if indices_tuple is not None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "RankedListLoss does not support indices_tuple: it ranks the whole batch."
             )
         if ref_emb is not embeddings:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "RankedListLoss does not support ref_emb: it ranks the batch against itself."
             )
         pos_mask, neg_mask = lmu.get_matches_and_diffs(labels)

@@ -44,4 +44,7 @@ class SelfSupervisedLoss(BaseLossWrapper):
         labels = c_f.torch_arange_from_size(embeddings)
         if self.symmetric:
             return self.loss(torch.cat([embeddings, ref_emb]), torch.cat([labels, labels]))
-        return self.loss(embeddings, labels, ref_emb=ref_emb, ref_labels=labels)
+        # A tensor of its own: ref_labels that *is* labels would mean "the same set" and drop
+        # the pairs (i, i), which here are the positives.
+        ref_labels = c_f.torch_arange_from_size(ref_emb)
+        return self.loss(embeddings, labels, ref_emb=ref_emb, ref_labels=ref_labels)

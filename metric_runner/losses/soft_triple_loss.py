@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from ..distances import CosineSimilarity
 from ..utils import common_functions as c_f
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.errors import InvalidArgumentError
 from .base_metric_loss_function import BaseMetricLossFunction
 from .mixins import WeightRegularizerMixin
 
@@ -34,7 +35,7 @@ class SoftTripleLoss(WeightRegularizerMixin, BaseMetricLossFunction):
     ):
         super().__init__(**kwargs)
         if not self.distance.is_inverted:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"SoftTripleLoss needs a similarity (larger = closer) such as CosineSimilarity, "
                 f"got {type(self.distance).__name__}."
             )

@@ -12,26 +12,25 @@ class SupConLoss(GenericPairLoss):
 
     Per anchor i with positives P(i) and negatives N(i):
     -1/|P(i)| sum_{p in P(i)} log(exp(s_ip / t) / sum_{k in P(i) ∪ N(i)} exp(s_ik / t)).
-    Anchors without positives get 0. Needs a similarity (an inverted distance).
+    Anchors without positives get 0, and so does a batch without any positive or any negative
+    pair. With a distance d instead of a similarity, s = -d.
     """
 
     def __init__(self, temperature=0.1, **kwargs):
         super().__init__(mat_based_loss=True, **kwargs)
-        if not self.distance.is_inverted:
-            raise ValueError(
-                f"SupConLoss needs a similarity (is_inverted=True) such as CosineSimilarity, "
-                f"got {type(self.distance).__name__}; pass distance=CosineSimilarity()."
-            )
         self.temperature = temperature
         self.add_to_recordable_attributes(name="temperature", is_stat=False)
 
     def _compute_loss(self, mat, pos_mask, neg_mask):
-        logits = mat / self.temperature
+        logits = (mat if self.distance.is_inverted else -mat) / self.temperature
         log_denominator = lmu.logsumexp(logits, keep_mask=pos_mask | neg_mask, add_one=False)
         log_prob = logits - log_denominator
         pos_log_prob_sum = torch.where(pos_mask, log_prob, 0).sum(dim=1)
         num_pos = pos_mask.sum(dim=1).clamp(min=1).to(logits.dtype)
-        losses = -pos_log_prob_sum / num_pos
+        # Without any negative pair there is nothing to contrast: the loss is 0, as in PML. A
+        # device-side factor keeps this free of a host sync.
+        has_both = lmu.any_true(pos_mask) & lmu.any_true(neg_mask)
+        losses = -pos_log_prob_sum / num_pos * has_both
         return {
             "loss": {
                 "losses": losses,

@@ -136,7 +136,6 @@ class TripletMarginLoss(BaseMetricLossFunction):
                 "losses": losses.flatten(),
                 "indices": indices,
                 "reduction_type": "triplet",
-                "nonnegative": True,
             }
         }
 

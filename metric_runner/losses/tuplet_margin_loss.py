@@ -64,7 +64,7 @@ class TupletMarginLoss(GenericPairLoss):
         has_neg = neg_counts > 0
         logits = self.scale * mat + torch.log(neg_counts.clamp(min=1))
         logits = logits.masked_fill(~has_neg, c_f.neg_inf(mat.dtype))
-        return torch.logsumexp(logits, dim=1), has_neg.any(dim=1)
+        return torch.logsumexp(logits, dim=1), lmu.any_true(has_neg, dim=1)
 
     @staticmethod
     def interior_or_detached(cos):

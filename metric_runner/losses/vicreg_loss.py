@@ -12,10 +12,19 @@ class VICRegLoss(BaseMetricLossFunction):
     + ν Σ_{Z,Z'} Σ_{j≠k} C(Z)_jk² / d, with C the covariance matrix over the batch.
     """
 
+    # Two views, no labels: the runner keeps it out of the training-loss slot; it serves as an
+    # auxiliary term (self_supervised=vicreg).
+    takes_labels = False
+
     def __init__(self, invariance_lambda=25, variance_mu=25, covariance_v=1, eps=1e-4, **kwargs):
         if "distance" in kwargs:
             raise ValueError(
                 "VICRegLoss cannot use a distance function: it compares the two views directly."
+            )
+        if "embedding_regularizer" in kwargs:
+            raise ValueError(
+                "VICRegLoss cannot use an embedding_regularizer: its variance and covariance "
+                "terms already regularize the embeddings."
             )
         super().__init__(**kwargs)
         self.invariance_lambda = invariance_lambda

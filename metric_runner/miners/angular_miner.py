@@ -3,6 +3,7 @@ import torch
 
 from ..distances import LpDistance
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.errors import InvalidArgumentError
 from .base_miner import BaseMiner
 
 
@@ -65,12 +66,12 @@ class AngularMiner(BaseMiner):
 def check_euclidean_distance(distance, miner_name):
     """Miners whose formulas live on the unit sphere need plain normalized L2 distances."""
     if type(distance) is not LpDistance:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{miner_name} requires the distance to be LpDistance, got {type(distance).__name__}."
         )
     for name, required in (("normalize_embeddings", True), ("p", 2), ("power", 1)):
         if getattr(distance, name) != required:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{miner_name} requires distance.{name} to be {required}, "
                 f"got {getattr(distance, name)}; use LpDistance(normalize_embeddings=True, p=2, power=1)."
             )

@@ -1,6 +1,7 @@
 import torch
 
 from ..utils import common_functions as c_f
+from ..utils import loss_and_miner_utils as lmu
 from ..utils.module_with_records import ModuleWithRecordsAndDistance
 
 
@@ -29,21 +30,18 @@ class BaseMiner(ModuleWithRecordsAndDistance):
             labels = c_f.to_device(labels, embeddings)
             ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
             mining_output = self.mine(embeddings, labels, ref_emb, ref_labels)
-        self.record_output_stats(mining_output)
+        self.output_assertion(mining_output)
         return mining_output
 
-    def record_output_stats(self, mining_output):
-        if len(mining_output) not in (3, 4):
-            raise RuntimeError(
-                f"{type(self).__name__}.mine returned {len(mining_output)} tensors; expected 3 or 4"
-            )
-        if not self.collect_stats:
-            return
+    def output_assertion(self, mining_output):
+        """Checks the tuple's length and records its size (PML's name)."""
+        lmu.check_tuple_lengths(mining_output, f"{type(self).__name__}.mine's output")
+        lengths = [len(x) for x in mining_output]
+        # Set whatever collect_stats is, as PML does: its examples print miner.num_triplets.
         if len(mining_output) == 4:
-            self.num_pos_pairs = len(mining_output[0])
-            self.num_neg_pairs = len(mining_output[2])
+            self.num_pos_pairs, _, self.num_neg_pairs, _ = lengths
         else:
-            self.num_triplets = len(mining_output[0])
+            self.num_triplets = lengths[0]
 
     @staticmethod
     def ref_labels_or_none(embeddings, ref_emb, ref_labels):

@@ -19,6 +19,9 @@ class BatchEasyHardMiner(BaseMiner):
     Returns pairs (a1, p, a2, n).
     """
 
+    HARD, SEMIHARD, EASY, ALL = STRATEGIES
+    all_batch_mining_strategies = list(STRATEGIES)
+
     def __init__(
         self,
         pos_strategy="easy",

@@ -40,41 +40,37 @@ class HDCMiner(BaseMiner):
 
     def mine(self, embeddings, labels, ref_emb, ref_labels):
         mat = self.distance(embeddings, ref_emb)
-        if not self.was_set_externally:
-            # Masks rather than index lists of every pair: far less memory.
-            pos_mask, neg_mask = lmu.get_matches_and_diffs(
-                labels, self.ref_labels_or_none(embeddings, ref_emb, ref_labels)
-            )
-            a1, p = torch.where(self.hardest(mat, pos_mask, hardest_is_farthest=True))
-            a2, n = torch.where(self.hardest(mat, neg_mask, hardest_is_farthest=False))
-            return a1, p, a2, n
+        if self.was_set_externally:
+            return self.mine_external_pool(mat, embeddings)
+        pos_mask, neg_mask = lmu.get_matches_and_diffs(
+            labels, self.ref_labels_or_none(embeddings, ref_emb, ref_labels)
+        )
+        # Pairs as positions in the flattened matrix, in row-major order (PML's order): only
+        # the kept ones are turned into (row, column) indices.
+        pos = self.hardest_positions(mat, pos_mask, hardest_is_farthest=True)
+        neg = self.hardest_positions(mat, neg_mask, hardest_is_farthest=False)
+        num_cols = mat.shape[1]
+        return pos // num_cols, pos % num_cols, neg // num_cols, neg % num_cols
+
+    def mine_external_pool(self, mat, embeddings):
         a1, p, a2, n = c_f.to_device((self.a1, self.p, self.a2, self.n), embeddings)
-        kept_pos = self.hardest(mat[a1, p], None, hardest_is_farthest=True)
-        kept_neg = self.hardest(mat[a2, n], None, hardest_is_farthest=False)
-        self.a1, self.p, self.a2, self.n = a1[kept_pos], p[kept_pos], a2[kept_neg], n[kept_neg]
+        kept_pos = self.hardest(lmu.values_at(mat, a1, p), hardest_is_farthest=True)
+        kept_neg = self.hardest(lmu.values_at(mat, a2, n), hardest_is_farthest=False)
+        self.a1, self.p = a1.index_select(0, kept_pos), p.index_select(0, kept_pos)
+        self.a2, self.n = a2.index_select(0, kept_neg), n.index_select(0, kept_neg)
         return self.a1, self.p, self.a2, self.n
 
-    def hardest(self, values, valid, hardest_is_farthest):
-        """Boolean mask, shaped like `values`, of the hardest `filter_percentage` (rounded up)
-        of the entries allowed by `valid` (all when None); ties go to the first in order."""
-        candidates = values
-        if valid is not None:
-            candidates = values.reshape(-1)[torch.nonzero(valid.view(-1)).squeeze(1)]
-        num_kept = math.ceil(len(candidates) * self.filter_percentage)
-        if num_kept == len(candidates):
-            return torch.ones_like(values, dtype=torch.bool) if valid is None else valid
-        if num_kept == 0:
-            return torch.zeros_like(values, dtype=torch.bool)
+    def hardest_positions(self, mat, mask, hardest_is_farthest):
+        """Flat positions of the hardest entries of `mat` allowed by `mask`, hardest first."""
+        positions = torch.nonzero(mask.view(-1)).squeeze(1)
+        values = mat.reshape(-1).index_select(0, positions)
+        kept = self.hardest(values, hardest_is_farthest)
+        return positions.index_select(0, kept)
+
+    def hardest(self, values, hardest_is_farthest):
+        """Positions of the hardest `filter_percentage` (rounded up) of `values`, hardest first.
+        torch.topk over the pairs in row-major order, as PML, so ties at the cut keep the same
+        pairs as PML's."""
+        num_kept = math.ceil(len(values) * self.filter_percentage)
         largest = hardest_is_farthest != self.distance.is_inverted
-        # A selection (O(n)) instead of topk's partial sort: keep everything strictly beyond
-        # the num_kept-th hardest value, then as many of the values equal to it as needed.
-        rank = len(candidates) - num_kept + 1 if largest else num_kept
-        threshold = torch.kthvalue(candidates, rank).values
-        del candidates
-        beyond = values > threshold if largest else values < threshold
-        ties = values == threshold
-        if valid is not None:
-            beyond &= valid
-            ties &= valid
-        tie_rank = ties.view(-1).cumsum(0, dtype=torch.int32).view_as(ties)
-        return beyond | (ties & (tie_rank <= num_kept - beyond.sum()))
+        return torch.topk(values, num_kept, largest=largest).indices

@@ -1,6 +1,7 @@
 import torch
 
 from ..utils import loss_and_miner_utils as lmu
+from ..utils.errors import InvalidArgumentError
 from ..utils.module_with_records import ModuleWithRecords
 
 REDUCTION_TYPES = ("element", "pos_pair", "neg_pair", "triplet", "already_reduced")
@@ -14,8 +15,7 @@ class BaseReducer(ModuleWithRecords):
     `reducer(loss_dict, embeddings, labels)`. Subclasses define `element_reduction`; pair and
     triplet losses are reduced the same way unless a subclass needs their indices (class
     weights, per-anchor grouping), so the indices may be an lmu.LazyIndexTuple that is only built
-    when indexed. Empty losses reduce to a zero that still backpropagates. Besides PML's entries,
-    a sub-loss may carry `"nonnegative": True` (see ThresholdReducer).
+    when indexed. Empty losses reduce to a zero that still backpropagates.
     """
 
     def __init__(self, **kwargs):
@@ -25,7 +25,7 @@ class BaseReducer(ModuleWithRecords):
     def forward(self, loss_dict, embeddings, labels):
         self.reset_stats()
         if len(loss_dict) != 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{type(self).__name__} reduces one sub-loss, got {sorted(loss_dict)}; "
                 "use MultipleReducers for losses with several sub-losses."
             )
@@ -41,7 +41,7 @@ class BaseReducer(ModuleWithRecords):
 
     def reduce_the_loss(self, losses, loss_indices, reduction_type, kwargs, embeddings, labels):
         if reduction_type not in REDUCTION_TYPES:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Unknown reduction_type {reduction_type!r}; expected one of {REDUCTION_TYPES}"
             )
         if self.collect_stats:
@@ -60,14 +60,14 @@ class BaseReducer(ModuleWithRecords):
         """One index (or one index per tuple member) for every loss value."""
         if reduction_type == "already_reduced":
             if torch.is_tensor(losses) and losses.numel() != 1:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"'already_reduced' losses must hold a single value, got shape {tuple(losses.shape)}; "
                     "use reduction_type 'element' for per-sample losses."
                 )
             return
         if reduction_type == "element":
             if not torch.is_tensor(loss_indices) or len(loss_indices) != len(losses):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"'element' losses need a tensor of one index per loss ({len(losses)}), "
                     f"got {_describe(loss_indices)}."
                 )
@@ -79,7 +79,7 @@ class BaseReducer(ModuleWithRecords):
             or len(lengths) != expected
             or any(length != len(losses) for length in lengths)
         ):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"'{reduction_type}' losses need a tuple of {expected} index tensors of length "
                 f"{len(losses)} (one entry per loss), got {_describe(loss_indices)}."
             )

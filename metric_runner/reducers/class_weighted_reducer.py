@@ -1,5 +1,6 @@
 import torch
 
+from ..utils.errors import InvalidArgumentError
 from .base_reducer import BaseReducer
 
 
@@ -13,7 +14,7 @@ class ClassWeightedReducer(BaseReducer):
 
     def weighted_mean(self, losses, anchor_indices, labels):
         if labels is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "ClassWeightedReducer needs labels to look up each anchor's class weight."
             )
         weights = self.weights.to(device=losses.device, dtype=losses.dtype)

@@ -1,5 +1,6 @@
 import torch
 
+from ..utils.errors import InvalidArgumentError
 from .base_reducer import BaseReducer
 
 
@@ -17,7 +18,7 @@ class DivisorReducer(BaseReducer):
         if reduction_type == "already_reduced" or self.input_is_zero_loss(losses):
             return losses, loss_indices, reduction_type, {}
         if "divisor" not in loss_info:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "DivisorReducer needs the loss to put 'divisor' in its loss dict; "
                 "use another reducer with this loss."
             )

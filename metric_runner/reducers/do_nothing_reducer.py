@@ -5,12 +5,10 @@ from .base_reducer import BaseReducer
 class DoNothingReducer(BaseReducer):
     """Returns the loss dict unreduced, for code that wants the per-tuple losses, with the
     entries PML's losses give: lazily built indices are built here into real tuples (listed in
-    lexicographic order, as PML lists all pairs and triplets), and the reducers' "nonnegative"
-    hint is dropped."""
+    lexicographic order, as PML lists all pairs and triplets)."""
 
     def forward(self, loss_dict, embeddings, labels):
         for loss_info in loss_dict.values():
-            loss_info.pop("nonnegative", None)
             indices = loss_info.get("indices")
             if isinstance(indices, lmu.LazyIndexTuple):
                 order = indices.lexicographic_order()

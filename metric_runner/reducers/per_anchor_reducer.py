@@ -1,5 +1,6 @@
 import torch
 
+from ..utils.errors import UnsupportedInputError
 from .base_reducer import BaseReducer
 from .mean_reducer import MeanReducer
 
@@ -48,7 +49,7 @@ class PerAnchorReducer(BaseReducer):
     neg_pair_reduction = pos_pair_reduction
 
     def triplet_reduction(self, losses, loss_indices, embeddings, labels):
-        raise ValueError(
+        raise UnsupportedInputError(
             "PerAnchorReducer reduces element and pair losses, not triplet losses; "
             "use it with a pair loss, or reduce triplets with e.g. AvgNonZeroReducer."
         )

@@ -14,7 +14,11 @@ class BaseRegularizer(ModuleWithRecordsReducerAndDistance, abc.ABC):
 
     def forward(self, x):
         self.reset_stats()
-        c_f.check_shapes(x, None)
+        if x.ndim != 2:
+            raise ValueError(
+                f"{type(self).__name__} regularizes rows: x must be 2D (num_rows, size), got "
+                f"shape {tuple(x.shape)}."
+            )
         loss_dict = self.compute_loss(x)
         return self.reducer(loss_dict, x, c_f.torch_arange_from_size(x))
 

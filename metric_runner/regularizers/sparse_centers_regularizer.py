@@ -3,6 +3,7 @@ import torch
 from ..distances import CosineSimilarity
 from ..reducers import DivisorReducer
 from ..utils import common_functions as c_f
+from ..utils.errors import InvalidArgumentError
 from .base_regularizer import BaseRegularizer
 
 
@@ -17,9 +18,9 @@ class SparseCentersRegularizer(BaseRegularizer):
     def __init__(self, num_classes, centers_per_class, **kwargs):
         super().__init__(**kwargs)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+            raise InvalidArgumentError(f"num_classes must be at least 1, got {num_classes}")
         if centers_per_class < 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"centers_per_class must be at least 2 (there is nothing to merge with one "
                 f"center per class), got {centers_per_class}"
             )
@@ -42,7 +43,7 @@ class SparseCentersRegularizer(BaseRegularizer):
     def compute_loss(self, weights):
         num_centers = self.num_classes * self.centers_per_class
         if len(weights) != num_centers:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"SparseCentersRegularizer expects num_classes * centers_per_class = {num_centers} "
                 f"rows (one per center), got {len(weights)}; pass the centers as rows."
             )

@@ -24,6 +24,11 @@ RUN_CONTROL_KEYS = (
     "num_workers",
     "pin_memory",
     "log_stats",
+    "logger",
+    "callbacks",
+    "save_checkpoints",
+    "sweep_name",
+    "paths",
 )
 
 
@@ -72,10 +77,11 @@ def load_state(module, state_dict, what, path):
         ) from None
 
 
-def load_models(model, state, path):
-    """Load each named part of `model` (trunk, embedder) from the checkpoint's models."""
+def load_models(models, state, path):
+    """Load each model of `models` ({name: module}: trunk, embedder, ...) from the
+    checkpoint's models."""
     saved = state["models"]
-    for name, part in model.named_children():
+    for name, part in models.items():
         if name not in saved:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} has no model.{name} (it holds {', '.join(saved)}); use "

@@ -13,6 +13,7 @@ they can be found from the config alone.
 
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -24,19 +25,35 @@ from omegaconf import OmegaConf
 from .checkpoint import CheckpointError
 from .components import RunError, check_config
 from .evaluate import evaluate_checkpoint
-from .registry import CONF_DIR, ConfigError, closest, listing
+from .help import help_text
+from .processes import join_process_group, launched_processes, rank0_value
+from .registry import CONF_DIR, ConfigError, closest, listing, parse
+from .sweep import TrialReporting, run_job
 from .train import train
 
 EXIT_CODES = {ConfigError: 2, CheckpointError: 1, RunError: 1}
 # Overrides that pick a run to continue or evaluate, never replayed from a saved run.
 NOT_REPLAYED = ("resume", "checkpoint", "mode")
+# Hydra writes nothing of its own into the run directory of a resumed run.
+QUIET_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
+# Processes other than rank 0 under torchrun: rank 0 writes and logs for all.
+SILENT_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=disabled")
 
 
-def run(cfg, run_dir):
-    """Train or test as `cfg.mode` says, writing into `run_dir`."""
+def run(cfg, run_dir, callbacks=(), on_built=None):
+    """Train or test as `cfg.mode` says, writing into `run_dir`; `callbacks` and `on_built`
+    go to `train` (more behaviour on the trainer's hooks; a look at the built parts)."""
     if cfg.mode == "test":
         return evaluate_checkpoint(cfg, run_dir)
-    return train(cfg, run_dir)
+    return train(cfg, run_dir, [*callbacks, *configured_callbacks(cfg)], on_built)
+
+
+def configured_callbacks(cfg):
+    """The `callbacks:` config key: Callback classes by `_target_` (import path) and arguments."""
+    return [
+        parse("callback", block, f"callbacks[{i}]").build()
+        for i, block in enumerate(cfg.get("callbacks") or [])
+    ]
 
 
 def compose_config(overrides=()):
@@ -53,10 +70,14 @@ def compose_config(overrides=()):
 def main():
     arguments = sys.argv[1:]
     try:
+        if "--help" in arguments or "-h" in arguments:
+            print(help_text())
+            return
         if "--list" in arguments:
             print(listing([a for a in arguments if a != "--list"]))
             return
         arguments = prepare(arguments)
+        arguments = with_shared_run_dir(arguments, launched_processes())
     except tuple(EXIT_CODES) as error:
         exit_with(error)
     sys.argv = [sys.argv[0], *arguments]
@@ -65,9 +86,11 @@ def main():
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_app(cfg):
+    """One run, or one job of a sweep (its bookkeeping: sweep.run_job); returns the monitored
+    score, so any Hydra sweeper can optimise it."""
     run_dir = HydraConfig.get().runtime.output_dir
     try:
-        run(cfg, run_dir)
+        return run_job(cfg, run_dir, partial(run, callbacks=[TrialReporting()]))
     except tuple(EXIT_CODES) as error:
         exit_with(error)
     except KeyboardInterrupt:
@@ -89,15 +112,29 @@ def prepare(arguments):
     """
     arguments = translate_null_groups(arguments)
     if any(a.startswith("-") for a in arguments):
-        return arguments
+        return with_default_sweeper(arguments)
     resume = override_value(arguments, "resume")
     if resume not in (None, "null"):
         arguments = resume_arguments(Path(resume).expanduser(), arguments)
     else:
         check_new_run_dir(override_value(arguments, "hydra.run.dir"))
-    task_overrides = [a for a in arguments if key_of(a).split("/")[0].split(".")[0] != "hydra"]
+    task_overrides = [a for a in arguments if not is_hydra_setting(a)]
     check_config(compose_config(task_overrides))
     return arguments
+
+
+def with_default_sweeper(arguments):
+    """A multirun goes through our grid sweeper (every job checked before the first starts,
+    failed jobs recorded, finished ones skipped on a re-run) unless the user or an
+    `hparams_search` preset picks a sweeper. The root config cannot select it itself: its
+    override of hydra/sweeper would win over the one inside the preset."""
+    multirun = "-m" in arguments or "--multirun" in arguments
+    chosen = any(
+        key_of(a).lstrip("+~") in ("hydra/sweeper", "hparams_search")
+        for a in arguments
+        if not a.startswith("-")
+    )
+    return [*arguments, "hydra/sweeper=grid"] if multirun and not chosen else arguments
 
 
 def resume_arguments(run_dir, arguments):
@@ -115,9 +152,31 @@ def resume_arguments(run_dir, arguments):
         *replayed,
         *arguments,
         f"hydra.run.dir={quote(run_dir.resolve())}",
-        "hydra.output_subdir=null",
-        "hydra/job_logging=stdout",
+        *QUIET_HYDRA,
     ]
+
+
+def with_shared_run_dir(arguments, processes):
+    """Under torchrun every process writes into rank 0's run directory (Hydra names its default
+    after the time, to the microsecond: different in each process); only rank 0 writes Hydra's
+    files and log there."""
+    if not processes.distributed or any(a.startswith("-") for a in arguments):
+        return arguments
+    join_process_group(processes)
+    given = override_value(arguments, "hydra.run.dir")
+    run_dir = rank0_value(processes, lambda: given or default_run_dir(arguments))
+    shared = [] if given else [f"hydra.run.dir={quote(run_dir)}"]
+    if not processes.is_main:
+        keys = {key_of(a) for a in arguments}
+        shared += [o for o in SILENT_HYDRA if key_of(o) not in keys]
+    return [*arguments, *shared]
+
+
+def default_run_dir(arguments):
+    task_overrides = [a for a in arguments if not is_hydra_setting(a)]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="metric-run"):
+        cfg = compose("config", overrides=task_overrides, return_hydra_config=True)
+    return str(Path(cfg.hydra.run.dir).resolve())
 
 
 def check_new_run_dir(run_dir):
@@ -135,6 +194,13 @@ def translate_null_groups(overrides):
         f"~{key_of(o)}" if key_of(o) in groups and o.endswith("=null") and o[0] != "~" else o
         for o in overrides
     ]
+
+
+def is_hydra_setting(override):
+    """Hydra's own settings, which the config check does not compose; the search path is not
+    one of them: it says where the config groups are."""
+    key = key_of(override)
+    return key.split("/")[0].split(".")[0] == "hydra" and key != "hydra.searchpath"
 
 
 def key_of(override):

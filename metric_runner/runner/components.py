@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from .callbacks.self_supervised_term import SelfSupervisedTerm
 from .registry import ConfigError, Spec, parse
 
 MODES = ("train", "test")
@@ -15,6 +16,29 @@ MODES = ("train", "test")
 # descriptors_dim, as PML does).
 LOSS_CONTEXT = ("num_classes", "embedding_size", "descriptors_dim")
 EVAL_SPLITS = ("val", "test")
+# What the runner gives a trainer (the trainer block sets the rest: freeze_trunk_batchnorm,
+# iterations_per_epoch, loss_weights, ...); a block's `models`/`loss_funcs` add parts.
+TRAINER_CONTEXT = (
+    "models",
+    "optimizers",
+    "batch_size",
+    "loss_funcs",
+    "dataset",
+    "mining_funcs",
+    "data_device",
+    "sampler",
+    "collate_fn",
+    "lr_schedulers",
+    "dataloader_num_workers",
+    "end_of_iteration_hook",
+    "end_of_epoch_hook",
+    "mixed_precision",
+    "check_finite_loss",
+    "pin_memory",
+    "extra_loss_terms",
+)
+# The parts a trainer block may add, sized by the runner like the model and loss.
+PART_CONTEXT = ("in_features", "out_features", "num_classes", "embedding_size")
 
 
 class RunError(RuntimeError):
@@ -32,7 +56,18 @@ class Specs:
     sampler: Spec | None
     optimizer: Spec | None
     scheduler: Spec | None
+    trainer: "TrainerSpecs | None"
     tester: Spec
+
+
+@dataclass
+class TrainerSpecs:
+    """The trainer, and the models and losses its block adds to the runner's (e.g.
+    TrainWithClassifier's classifier and classifier_loss)."""
+
+    trainer: Spec
+    models: dict
+    loss_funcs: dict
 
 
 def check_config(cfg):
@@ -66,7 +101,27 @@ def check_config(cfg):
         scheduler=parse("scheduler", cfg.get("scheduler"), provided=("optimizer",))
         if train
         else None,
-        tester=parse("tester", cfg.get("tester")),
+        trainer=parse_trainer(cfg.get("trainer")) if train else None,
+        tester=parse("tester", cfg.get("tester"), provided=("data_device",)),
+    )
+
+
+def parse_trainer(block):
+    if block is None:
+        raise ConfigError("trainer: training needs a trainer (e.g. trainer=metric_loss_only)")
+    block = dict(OmegaConf.to_container(block, resolve=True))
+    models = block.pop("models", None) or {}
+    losses = block.pop("loss_funcs", None) or {}
+    return TrainerSpecs(
+        trainer=parse("trainer", block, provided=TRAINER_CONTEXT),
+        models={
+            name: parse("model", spec, f"trainer.models.{name}", provided=PART_CONTEXT)
+            for name, spec in models.items()
+        },
+        loss_funcs={
+            name: parse("loss", spec, f"trainer.loss_funcs.{name}", provided=PART_CONTEXT)
+            for name, spec in losses.items()
+        },
     )
 
 
@@ -103,8 +158,8 @@ def parse_self_supervised(block):
     )
 
 
-def build_self_supervised(spec, model, example):
-    """The auxiliary term as a function of (inputs, embeddings), or None when it is off. The
+def build_self_supervised(spec, example):
+    """The auxiliary term the trainer adds to its losses, or None when it is off. The
     augmentation is tried on `example` first, so inputs it cannot take fail before training."""
     if spec is None:
         return None
@@ -123,12 +178,7 @@ def build_self_supervised(spec, model, example):
             f"self_supervised.augmentation: must keep the input shape {tuple(example.shape)}, "
             f"got {tuple(augmented.shape[1:])}"
         )
-    loss_fn = spec.loss.build()
-
-    def self_supervised_loss(inputs, embeddings):
-        return spec.weight * loss_fn(embeddings, model(augment(inputs)))
-
-    return self_supervised_loss
+    return SelfSupervisedTerm(spec.loss.build(), augment, spec.weight)
 
 
 def check_run_settings(cfg):
@@ -162,12 +212,34 @@ def check_run_settings(cfg):
     if include is not None and early_stopping.metric not in include:
         raise ConfigError(
             f"early_stopping.metric: {early_stopping.metric!r} is not computed by the tester "
-            f"(tester.include: {', '.join(include)})"
+            f"(tester.include: {', '.join(map(str, include))})"
         )
-    if not isinstance(cfg.log_stats, bool):
-        raise ConfigError(f"log_stats: must be true or false, got {cfg.log_stats!r}")
+    for key in ("log_stats", "save_checkpoints"):
+        if not isinstance(cfg.get(key, True), bool):
+            raise ConfigError(f"{key}: must be true or false, got {cfg[key]!r}")
+    max_batches = cfg.get("max_batches_per_epoch")
+    if max_batches is not None and (
+        isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
+    ):
+        raise ConfigError(
+            f"max_batches_per_epoch: must be an integer >= 1 or null (all), got {max_batches!r}"
+        )
     if cfg.resume and cfg.mode != "train":
         raise ConfigError("resume: only mode=train runs can be resumed")
+    check_triplet_batches(cfg)
+
+
+def check_triplet_batches(cfg):
+    """FixedSetOfTriplets yields (anchor, positive, negative) triplets back to back: a batch
+    size that is not a multiple of 3 would start every later batch mid-triplet, and the miner
+    would silently train on shifted triplets."""
+    sampler = cfg.get("sampler") or {}
+    if sampler.get("name") in ("FixedSetOfTriplets", "fixed_set_of_triplets"):
+        if cfg.batch_size % 3:
+            raise ConfigError(
+                f"batch_size: sampler=fixed_set_of_triplets needs a multiple of 3 (whole "
+                f"triplets per batch), got {cfg.batch_size}; e.g. batch_size={cfg.batch_size // 3 * 3 or 3}"
+            )
 
 
 def pick_device(name):
@@ -236,10 +308,10 @@ def build_loss(spec, num_classes, embedding_size):
     )
 
 
-def parameter_groups(model, loss_fn, loss_lr):
-    """The model's parameters, and the loss's own (proxies, class weights) as a second group
-    with its own learning rate."""
-    groups = [{"name": "model", "params": list(model.parameters())}]
+def parameter_groups(models, loss_fn, loss_lr):
+    """The parameters of the models ({name: module}), and the loss's own (proxies, class
+    weights) as a second group with its own learning rate."""
+    groups = [{"name": "model", "params": [p for m in models.values() for p in m.parameters()]}]
     loss_parameters = (
         [] if loss_fn is None else [p for p in loss_fn.parameters() if p.requires_grad]
     )

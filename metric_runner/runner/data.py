@@ -1,6 +1,16 @@
-"""DataLoaders for the runner: in-memory tensor datasets are indexed a whole batch at a time."""
+"""DataLoaders for the runner, and the record of how a run's labels map to the dataset's.
+
+In-memory tensor datasets are indexed a whole batch at a time; image datasets are decoded in
+worker processes that persist across epochs, into pinned memory when training on CUDA.
+"""
+
+import json
+import os
+from pathlib import Path
 
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+
+LABEL_MAP_FILE = "label_map.json"
 
 
 def make_loader(dataset, batch_size, sampler=None, num_workers=0, pin_memory=False):
@@ -27,3 +37,22 @@ def make_loader(dataset, batch_size, sampler=None, num_workers=0, pin_memory=Fal
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )
+
+
+def save_label_maps(splits, run_dir):
+    """Write run_dir/label_map.json: for each split whose dataset renumbered its labels to
+    0..C-1 (`label_map`, as ZeroShotSplit does), the dataset's own label of each index, so
+    embeddings and per-class results can be traced back to the dataset's classes. Returns the
+    file's path, or None when no split renumbered its labels."""
+    maps = {
+        name: dataset.label_map
+        for name, dataset in splits.items()
+        if getattr(dataset, "label_map", None) is not None
+    }
+    if not maps:
+        return None
+    path = Path(run_dir) / LABEL_MAP_FILE
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(maps, indent=1))
+    os.replace(partial, path)  # atomic: a crash never leaves a half-written map
+    return path

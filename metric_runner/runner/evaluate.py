@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+from torch.utils.tensorboard import SummaryWriter
+
+from .callbacks.tensorboard_log import write_evaluation
 from .checkpoint import load_checkpoint, load_models
 from .components import build_model, check_config, checkpoint_file, load_splits, pick_device
-from .run_log import RunLog, summary_table
+from .run_log import append_record, summary_table
 
 
 def evaluate_checkpoint(cfg, run_dir):
@@ -17,24 +20,26 @@ def evaluate_checkpoint(cfg, run_dir):
     state = load_checkpoint(path)
     splits = load_splits(specs.dataset, ("val", "test"))
     model, _ = build_model(specs, splits["test"])
-    load_models(model, state, path)
+    models = dict(model.named_children())
+    load_models(models, state, path)
     model.to(device)
-    tester = specs.tester.build()
+    tester = specs.tester.build(data_device=device)
 
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     accuracies, per_class = tester.evaluate(
-        model, splits, device, plot_dir=run_dir, epoch=state["epoch"]
+        splits, state["epoch"], models["trunk"], models.get("embedder"), plot_dir=run_dir
     )
     record = {"epoch": state["epoch"], "checkpoint": str(path), "accuracies": accuracies}
     if per_class is not None:
         record["per_class"] = per_class
-    log = RunLog(run_dir)
-    log.log_evaluation(record)
-    log.close()
+    append_record(run_dir / "metrics.jsonl", record)
+    with SummaryWriter(log_dir=str(run_dir)) as writer:
+        write_evaluation(writer, record)
     table = summary_table({f"checkpoint (epoch {state['epoch']})": record})
     if per_class is not None:
         table += "\n" + per_class_tables(per_class)
-    (Path(run_dir) / "summary.md").write_text(f"# Test of {path}\n\n{table}")
+    (run_dir / "summary.md").write_text(f"# Test of {path}\n\n{table}")
     print(f"\n{table}\nRun directory: {run_dir}")
     return record
 

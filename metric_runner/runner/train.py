@@ -1,29 +1,46 @@
 """The training workflow: `metric-run` with mode=train.
 
-Reads top to bottom: check the config, load the data, build the parts (or restore them from
-the checkpoint being resumed), evaluate the untrained model, then train epoch by epoch —
-evaluate, checkpoint, maybe stop early — and print the summary.
+Reads top to bottom: check the config, load the data, build the parts and the trainer (the
+library's, from the `trainer` group), attach the runner's behaviour as callbacks on its hooks,
+restore the checkpoint being resumed, evaluate the untrained model, train, print the summary.
+Under torchrun each process trains its share of every batch; rank 0 evaluates and writes.
 """
 
-import math
+import logging
 import random
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import RandomSampler
-from tqdm.auto import tqdm
 
-from .checkpoint import (
-    config_hash,
-    differing_keys,
-    load_checkpoint,
-    load_models,
-    load_state,
-    restore_rng_states,
-    rng_states,
-    save_checkpoint,
+from ..samplers import HierarchicalSampler
+from ..samplers.rank_share_sampler import RankShareSampler
+from ..trainers import (
+    MetricLossOnly,
+    NonFiniteLossError,
+    TrainWithClassifier,
+    TwoStreamMetricLoss,
 )
+from ..utils import common_functions as c_f
+from .batches import FlattenedBatches, trainer_dataset
+from .callbacks import (
+    Checkpointing,
+    ComponentStats,
+    EarlyStopping,
+    Evaluation,
+    LearningRates,
+    MetricsLog,
+    PlateauScheduler,
+    ProgressBar,
+    RecordKeeperLog,
+    TensorBoardLog,
+    TrainerHooks,
+    TrainingLoss,
+)
+from .checkpoint import config_hash, differing_keys, load_checkpoint
 from .components import (
     RunError,
     build_loss,
@@ -34,20 +51,35 @@ from .components import (
     load_splits,
     parameter_groups,
     pick_device,
+    probe,
     resolved_yaml,
 )
-from .data import make_loader
+from .data import save_label_maps
+from .processes import (
+    join_process_group,
+    launched_processes,
+    leave_process_group,
+    process_device,
+    wrap_for_ddp,
+)
 from .record_stats import StatsRecorder, collecting_stats
 from .registry import ConfigError
-from .run_log import RunLog, summary_table, training_columns, write_atomically
+from .run_log import read_records, summary_table, training_columns, write_atomically
+from .state import TrainingState
+
+PLATEAU = torch.optim.lr_scheduler.ReduceLROnPlateau
+EXTRA_TERM_LOSSES = (MetricLossOnly.calculate_loss, TrainWithClassifier.calculate_loss)
 
 
-def train(cfg, run_dir):
+def train(cfg, run_dir, callbacks=(), on_built=None):
     """Train as `cfg` says, writing checkpoints, metrics and the summary into `run_dir`.
-    Returns the metrics.jsonl records."""
+    `callbacks`: more Callback objects, run after the runner's own on rank 0; `on_built(parts)`
+    sees the built parts before training (tests, user code). Returns the metrics.jsonl records."""
     # ---- setup: everything is checked before any data is loaded
     specs = check_config(cfg)
-    device = pick_device(cfg.device)
+    processes = launched_processes()
+    join_process_group(processes)
+    device = process_device(processes, pick_device(cfg.device))
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     resumed = load_resumed_checkpoint(cfg) if cfg.resume else None
@@ -56,227 +88,315 @@ def train(cfg, run_dir):
             f"{run_dir} already holds a run; continue it with resume={run_dir} "
             "or choose another hydra.run.dir"
         )
+    processes.barrier()  # every process has checked the run directory before rank 0 writes
     seed_everything(cfg.seed)
-    amp = cfg.amp and device.type == "cuda"  # CPU autocast would change the numbers, not the speed
 
-    splits = load_splits(specs.dataset, ("train", "val", "test"))
-    train_set = splits.pop("train")
-    check_sampler_fits(cfg, train_set.labels)
-    model, embedding_size = build_model(specs, train_set)
-    model.to(device)
-    num_classes = len(torch.unique(torch.as_tensor(train_set.labels)))
-    with collecting_stats(cfg.log_stats):
-        loss_fn = build_loss(specs.loss, num_classes, embedding_size)
-        miner = specs.miner.build() if specs.miner else None
-    if loss_fn is not None:
-        loss_fn.to(device)
-    stats_recorder = StatsRecorder({"loss": loss_fn, "miner": miner}) if cfg.log_stats else None
-    self_supervised_loss = build_self_supervised(specs.self_supervised, model, train_set[0][0])
-    sampler = (
-        specs.sampler.build(
-            labels=train_set.labels,
-            batch_size=cfg.batch_size,
-            length_before_new_iter=len(train_set),
-        )
-        if specs.sampler
-        else RandomSampler(train_set)
+    parts = build_parts(cfg, specs, device, processes)
+    if on_built is not None:
+        on_built(parts)
+    trainer = build_trainer(cfg, specs, parts, device, processes)
+    state = TrainingState(
+        models={**parts.models, **parts.extra_models},
+        loss=parts.loss,
+        optimizer=parts.optimizer,
+        extra_optimizers=parts.extra_optimizers,
+        scheduler=parts.scheduler,
+        grad_scaler=trainer.grad_scaler,
+        config_yaml=resolved_yaml(cfg),
+        config_hash=config_hash(cfg),
     )
-    loader = make_loader(train_set, cfg.batch_size, sampler, cfg.num_workers, pin(cfg, device))
-    optimizer = specs.optimizer.build(
-        params=parameter_groups(model, loss_fn, cfg.loss_optimizer.lr)
-    )
-    scheduler = specs.scheduler.build(optimizer=optimizer) if specs.scheduler else None
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    tester = specs.tester.build()
-    progress = {
-        "epoch": 0,
-        "global_step": 0,
-        "best_score": -math.inf,
-        "best_epoch": 0,
-        "stale_evals": 0,
-    }
-
     if resumed is not None:
-        path, state = resumed
-        load_models(model, state, path)
-        if loss_fn is not None:
-            load_state(loss_fn, state["loss"], "loss", path)
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["grad_scaler"])
-        progress = dict(state["progress"])
-        restore_rng_states(state["rng"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(run_dir / "config.yaml", resolved_yaml(cfg))
-    log = RunLog(run_dir, keep_epochs_up_to=progress["epoch"] if resumed else None)
-
-    def checkpoint_state():
-        return {
-            "models": {name: part.state_dict() for name, part in model.named_children()},
-            "loss": loss_fn.state_dict() if loss_fn is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "grad_scaler": scaler.state_dict(),
-            "progress": dict(progress),
-            "epoch": progress["epoch"],
-            "rng": rng_states(),
-            "config": resolved_yaml(cfg),
-            "config_hash": config_hash(cfg),
-        }
-
-    def learning_rates():
-        return {group["name"]: group["lr"] for group in optimizer.param_groups}
-
-    def evaluate_and_checkpoint(epoch, train_loss, stats=None, lrs=None):
-        """Evaluate (when due), log, track the best score; save last.pt (and best.pt).
-        `stats`: the epoch's mean component statistics (log_stats=true), logged with the
-        evaluation; `lrs`: the rates the epoch trained with (before the scheduler's step).
-        Returns True when early stopping says stop."""
-        progress["epoch"] = epoch
-        due = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
-        improved = False
-        if due:
-            # Per-class values are for mode=test; plots (tester.visualize) go to plots/.
-            accuracies, _ = tester.evaluate(
-                model, splits, device, plot_dir=run_dir / "plots", epoch=epoch
-            )
-            score = monitored_score(cfg, accuracies)
-            improved = score > progress["best_score"]
-            if improved:
-                progress.update(best_score=score, best_epoch=epoch, stale_evals=0)
-            else:
-                progress["stale_evals"] += 1
-            record = {
-                "epoch": epoch,
-                "global_step": progress["global_step"],
-                "train_loss": train_loss,
-                "lr": lrs or learning_rates(),
-                "accuracies": accuracies,
-            }
-            if stats is not None:
-                record["stats"] = stats
-            log.log_evaluation(record)
-            tqdm.write(evaluation_line(cfg, epoch, train_loss, accuracies))
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(score)
-        state = checkpoint_state()
-        if improved:  # best first: a run stopped in between redoes this epoch, losing nothing
-            save_checkpoint(state, checkpoints / "best.pt")
-        save_checkpoint(state, checkpoints / "last.pt")
-        patience = cfg.early_stopping.patience
-        return due and patience is not None and progress["stale_evals"] >= patience
-
-    # ---- epoch 0: the untrained model
-    if resumed is None:
-        evaluate_and_checkpoint(0, train_loss=None)
-
-    # ---- training
-    def count_and_log_step(loss_value):
-        progress["global_step"] += 1
-        log.log_step(progress["global_step"], loss_value)
-        if stats_recorder is not None:
-            log.log_stats(progress["global_step"], stats_recorder.step())
-
-    epochs = tqdm(
-        range(progress["epoch"] + 1, cfg.epochs + 1),
-        desc="epochs",
-        initial=progress["epoch"],
-        total=cfg.epochs,
-        dynamic_ncols=True,
-        disable=None,  # progress bars on terminals only; logs get one line per evaluation
+        state.load_state_dict(resumed[1], resumed[0])
+    own = runner_callbacks(cfg, parts, run_dir) if processes.is_main else []
+    hooks = TrainerHooks(
+        state,
+        [*own, *(callbacks if processes.is_main else ())],
+        agree=processes.rank0_decides if processes.distributed else None,
     )
-    for epoch in epochs:
-        try:
-            epoch_loss = train_epoch(
-                model,
-                loss_fn,
-                miner,
-                loader,
-                optimizer,
-                scaler,
-                amp,
-                count_and_log_step,
-                epoch,
-                self_supervised_loss,
-            )
-        except NonFiniteLoss as error:
-            raise RunError(
-                f"loss is {error.value} at epoch {epoch}, step {error.step} (global step "
-                f"{progress['global_step'] + 1}); stopped before that update, and "
-                f"{checkpoints / 'last.pt'} (epoch {epoch - 1}) is the last good checkpoint: "
-                "lower optimizer.lr or check the data"
-            ) from None
-        trained_with = learning_rates()
-        if scheduler is not None and not isinstance(
-            scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
-        ):
-            scheduler.step()
-        stats = stats_recorder.epoch_means() if stats_recorder is not None else None
-        stop = evaluate_and_checkpoint(epoch, epoch_loss, stats, trained_with)
-        epochs.set_postfix(loss=f"{epoch_loss:.4f}", best=f"{progress['best_score']:.4f}")
-        if stop:
-            tqdm.write(
-                f"early stopping at epoch {epoch}: {cfg.early_stopping.split}/"
-                f"{cfg.early_stopping.metric} did not improve for {cfg.early_stopping.patience} "
-                f"evaluations (best {progress['best_score']:.4f} at epoch {progress['best_epoch']})"
-            )
-            break
-    epochs.close()
-    log.close()
+    trainer.end_of_iteration_hook = hooks.end_of_iteration_hook
+    trainer.end_of_epoch_hook = hooks.end_of_epoch_hook
+    if processes.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(run_dir / "config.yaml", resolved_yaml(cfg))
+        save_label_maps({"train": parts.train_set, **parts.eval_splits}, run_dir)
+
+    # ---- training: epoch 0 is the untrained model
+    hooks.begin()
+    try:
+        keep_going = hooks.end_of_epoch(0) if resumed is None else True
+        next_epoch = state.progress.epoch + 1
+        parts.sampler.set_epoch(next_epoch)
+        if keep_going and next_epoch <= cfg.epochs:
+            trainer.train(start_epoch=next_epoch, num_epochs=cfg.epochs)
+    except NonFiniteLossError as error:
+        step = error.iteration + 1
+        raise RunError(
+            f"loss is {error.losses.get('total_loss')} at epoch {error.epoch}, step {step} "
+            f"(global step {state.progress.global_step + 1}); stopped before that update, and "
+            f"{checkpoints / 'last.pt'} (epoch {error.epoch - 1}) is the last good checkpoint: "
+            "lower optimizer.lr or check the data"
+        ) from None
+    finally:
+        hooks.end()
+    processes.barrier()
 
     # ---- summary
-    records = log.records()
-    table = summary_table(
-        training_columns(records, cfg.early_stopping.split, cfg.early_stopping.metric)
-    )
-    write_atomically(run_dir / "summary.md", f"# Run summary: {run_dir}\n\n{table}")
-    print(f"\n{table}\nRun directory: {run_dir}")
+    records = read_records(run_dir / "metrics.jsonl")
+    if processes.is_main:
+        table = summary_table(
+            training_columns(records, cfg.early_stopping.split, cfg.early_stopping.metric)
+        )
+        write_atomically(run_dir / "summary.md", f"# Run summary: {run_dir}\n\n{table}")
+        print(f"\n{table}\nRun directory: {run_dir}")
+    leave_process_group(processes)
     return records
 
 
-class NonFiniteLoss(ArithmeticError):
-    def __init__(self, step, value):
-        super().__init__(f"loss is {value} at step {step}")
-        self.step, self.value = step, value
+class Parts:
+    """What the config builds: data, models, loss, miner, sampler, optimizer, scheduler, tester,
+    the self-supervised term and the statistics recorder."""
 
 
-def train_epoch(
-    model, loss_fn, miner, loader, optimizer, scaler, amp, on_step, epoch, self_supervised_loss=None
-):
-    """One pass over `loader`; returns the mean loss. `on_step(loss)` runs after each update;
-    `self_supervised_loss(inputs, embeddings)`, when given, is added to the loss (`loss_fn` is
-    None in a self-supervised-only run, which never reads the labels).
-    A NaN/Inf loss raises NonFiniteLoss before it can update the model."""
-    model.train()
-    device = next(model.parameters()).device
-    total = 0.0
-    batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
-    for step, (inputs, labels) in enumerate(batches, start=1):
-        inputs = inputs.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=amp):
-            embeddings = model(inputs)
-            loss = 0
-            if loss_fn is not None:
-                labels = labels.to(device, non_blocking=True)
-                indices_tuple = miner(embeddings, labels) if miner is not None else None
-                loss = loss_fn(embeddings, labels, indices_tuple)
-            if self_supervised_loss is not None:
-                loss = loss + self_supervised_loss(inputs, embeddings)
-        loss_value = loss.item()  # logged anyway; on CUDA the one sync per step buys the check
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(step, loss_value)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        on_step(loss_value)
-        total += loss_value
-    return total / len(loader)
+def build_parts(cfg, specs, device, processes):
+    parts = Parts()
+    splits = load_splits(specs.dataset, ("train", "val", "test"))
+    parts.train_set = splits.pop("train")
+    parts.eval_splits = splits
+    check_sampler_fits(cfg, parts.train_set.labels)
+    model, parts.embedding_size = build_model(specs, parts.train_set)
+    model.to(device)
+    parts.models = dict(model.named_children())
+    parts.num_classes = len(torch.unique(torch.as_tensor(parts.train_set.labels)))
+    parts.sections = cascade_sections(specs.trainer, parts.embedding_size)
+    with collecting_stats(cfg.log_stats):
+        parts.loss_funcs, parts.mining_funcs = metric_losses_and_miners(specs, parts)
+    for loss in parts.loss_funcs.values():
+        loss.to(device)
+    parts.loss = saved_losses(parts.loss_funcs)
+    parts.stats_recorder = stats_recorder(parts) if cfg.log_stats else None
+    parts.self_supervised = build_self_supervised(specs.self_supervised, parts.train_set[0][0])
+    trunk_features = probe(parts.models["trunk"], parts.train_set[0][0].to(device), "model.trunk")
+    parts.extra_models = {
+        name: spec.build(**part_sizes(name, parts, trunk_features.shape[1])).to(device)
+        for name, spec in specs.trainer.models.items()
+    }
+    parts.extra_losses = {
+        name: spec.build(num_classes=parts.num_classes, embedding_size=parts.embedding_size)
+        for name, spec in specs.trainer.loss_funcs.items()
+    }
+    parts.sampler = build_sampler(cfg, specs, parts.train_set, processes)
+    parts.optimizer = specs.optimizer.build(
+        params=parameter_groups(parts.models, parts.loss, cfg.loss_optimizer.lr)
+    )
+    # Each added model has its optimizer (a trainer may step them in turns, as
+    # DeepAdversarialMetricLearning does with the generator's).
+    parts.extra_optimizers = {
+        f"{name}_optimizer": specs.optimizer.build(params=list(model.parameters()))
+        for name, model in parts.extra_models.items()
+    }
+    parts.scheduler = specs.scheduler.build(optimizer=parts.optimizer) if specs.scheduler else None
+    parts.tester = specs.tester.build(data_device=device)
+    return parts
+
+
+def cascade_sections(trainer_specs, embedding_size):
+    """CascadedEmbeddings' embedding_sizes (checked against the embedder's output), else None."""
+    sizes = trainer_specs.trainer.args.get("embedding_sizes")
+    if sizes is not None and sum(sizes) != embedding_size:
+        raise ConfigError(
+            f"trainer.embedding_sizes: {list(sizes)} add up to {sum(sizes)}, but the model's "
+            f"embeddings have {embedding_size} dimensions; make them add up to {embedding_size} "
+            "(or change model.embedder.out_features)"
+        )
+    return sizes
+
+
+def metric_losses_and_miners(specs, parts):
+    """The metric loss and miner as the trainer names them: metric_loss and tuple_miner, or
+    one of each per section of a cascade (metric_loss_0, tuple_miner_0, ...)."""
+    if parts.sections is None:
+        named = [("", parts.embedding_size)]
+    else:
+        named = [(f"_{i}", size) for i, size in enumerate(parts.sections)]
+    losses, miners = {}, {}
+    for suffix, size in named:
+        loss = build_loss(specs.loss, parts.num_classes, size)
+        if loss is not None:
+            losses[f"metric_loss{suffix}"] = loss
+        if specs.miner:
+            miners[f"tuple_miner{suffix}"] = specs.miner.build()
+    return losses, miners
+
+
+def saved_losses(loss_funcs):
+    """The module whose state checkpoints keep: the metric loss, or all of a cascade's."""
+    if len(loss_funcs) > 1:
+        return torch.nn.ModuleDict(loss_funcs)
+    return next(iter(loss_funcs.values()), None)
+
+
+def stats_recorder(parts):
+    if parts.sections is None:
+        components = {
+            "loss": parts.loss_funcs.get("metric_loss"),
+            "miner": parts.mining_funcs.get("tuple_miner"),
+        }
+        return StatsRecorder(components)
+    return StatsRecorder({**parts.loss_funcs, **parts.mining_funcs})
+
+
+def part_sizes(name, parts, trunk_features):
+    """in_features/out_features of a model a trainer block adds: a classifier maps embeddings
+    (or its cascade section) to the classes; DeepAdversarialMetricLearning's generator maps a
+    triplet of trunk outputs to one."""
+    if name == "generator":
+        return {"in_features": 3 * trunk_features, "out_features": trunk_features}
+    in_features = parts.embedding_size
+    if parts.sections is not None and name.startswith("classifier_"):
+        in_features = parts.sections[int(name.rsplit("_", 1)[1])]
+    return {"in_features": in_features, "out_features": parts.num_classes}
+
+
+def build_sampler(cfg, specs, train_set, processes):
+    """The global batches (the configured sampler, or plain shuffling) drawn from a generator
+    of their own, each process's share of them."""
+    generator = torch.Generator()
+    if specs.sampler:
+        global_sampler = specs.sampler.build(
+            labels=train_set.labels,
+            batch_size=cfg.batch_size,
+            length_before_new_iter=len(train_set),
+            generator=generator,
+        )
+    else:
+        global_sampler = RandomSampler(train_set, generator=generator)
+    if isinstance(global_sampler, HierarchicalSampler):  # it yields whole batches
+        global_sampler = FlattenedBatches(global_sampler, cfg.batch_size)
+    try:
+        return RankShareSampler(
+            global_sampler,
+            cfg.batch_size,
+            generator,
+            seed=cfg.seed,
+            num_replicas=processes.world_size,
+            rank=processes.rank,
+        )
+    except ValueError as error:
+        raise ConfigError(f"batch_size: {error}") from None
+
+
+def build_trainer(cfg, specs, parts, device, processes):
+    models = {**parts.models, **parts.extra_models}
+    loss_funcs, mining_funcs = dict(parts.loss_funcs), dict(parts.mining_funcs)
+    if processes.distributed:
+        from ..utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
+
+        models = wrap_for_ddp(models, device)
+        loss_funcs = {name: DistributedLossWrapper(loss) for name, loss in loss_funcs.items()}
+        mining_funcs = {name: DistributedMinerWrapper(m) for name, m in mining_funcs.items()}
+    loss_funcs.update(parts.extra_losses)
+    two_streams = issubclass(specs.trainer.trainer.cls, TwoStreamMetricLoss)
+    try:
+        dataset, collate_fn = trainer_dataset(parts.train_set, two_streams, cfg.seed)
+    except ValueError as error:
+        raise ConfigError(f"trainer: {error}") from None
+    scheduler = parts.scheduler
+    context = dict(
+        models=models,
+        optimizers={"trunk_optimizer": parts.optimizer, **parts.extra_optimizers},
+        batch_size=parts.sampler.local_batch_size,
+        iterations_per_epoch=iterations_per_epoch(cfg, parts.sampler),
+        loss_funcs=loss_funcs,
+        dataset=dataset,
+        mining_funcs=mining_funcs,
+        data_device=device,
+        sampler=parts.sampler,
+        collate_fn=collate_fn,
+        lr_schedulers={"trunk_scheduler_by_epoch": scheduler}
+        if scheduler is not None and not isinstance(scheduler, PLATEAU)
+        else {},
+        dataloader_num_workers=cfg.num_workers,
+        mixed_precision=cfg.amp,
+        check_finite_loss=True,
+        pin_memory=bool(cfg.pin_memory) and device.type == "cuda",
+    )
+    trainer_spec = specs.trainer.trainer
+    if parts.self_supervised is not None:
+        check_takes_extra_terms(trainer_spec.cls)
+        context["extra_loss_terms"] = {"self_supervised": parts.self_supervised}
+        weights = trainer_spec.args.get("loss_weights")
+        if weights is not None:  # the term carries its own weight (self_supervised.weight)
+            weights = {**weights, "self_supervised": 1}
+            trainer_spec = replace(
+                trainer_spec, args={**trainer_spec.args, "loss_weights": weights}
+            )
+    # One optimizer over every parameter (a group per part) is deliberate: the trainer's
+    # warning that there is no embedder_optimizer would only mislead.
+    with quiet_logger(c_f.LOGGER):
+        return trainer_spec.build(**context)
+
+
+def iterations_per_epoch(cfg, sampler):
+    """None (the trainer's own: one pass of the sampler), or max_batches_per_epoch's cap."""
+    if cfg.get("max_batches_per_epoch") is None:
+        return None
+    return min(cfg.max_batches_per_epoch, len(sampler) // sampler.local_batch_size)
+
+
+def check_takes_extra_terms(trainer_class):
+    """The trainers whose loss adds extra terms (the self-supervised one); others would
+    silently train without it."""
+    if trainer_class.calculate_loss not in EXTRA_TERM_LOSSES:
+        raise ConfigError(
+            f"self_supervised: {trainer_class.__name__} does not add extra loss terms; use "
+            "trainer=metric_loss_only or trainer=train_with_classifier, or self_supervised=null"
+        )
+
+
+@contextmanager
+def quiet_logger(logger):
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def runner_callbacks(cfg, parts, run_dir):
+    """The runner's behaviour, in the order it runs at the end of each epoch: the record's
+    fields, evaluation, the schedule, the logs, checkpoints, early stopping, the progress bar."""
+    monitor = (cfg.early_stopping.split, cfg.early_stopping.metric)
+    callbacks = [TrainingLoss(), LearningRates(parts.optimizer)]
+    if parts.stats_recorder is not None:
+        callbacks.append(ComponentStats(parts.stats_recorder))
+    callbacks.append(
+        Evaluation(
+            parts.tester,
+            parts.eval_splits,
+            parts.models["trunk"],
+            parts.models.get("embedder"),
+            every=cfg.eval_every,
+            last_epoch=cfg.epochs,
+            monitor=monitor,
+            plot_dir=run_dir / "plots",
+        )
+    )
+    if isinstance(parts.scheduler, PLATEAU):
+        callbacks.append(PlateauScheduler(parts.scheduler))
+    callbacks.append(MetricsLog(run_dir / "metrics.jsonl", cfg.epochs, monitor[1]))
+    if cfg.logger.tensorboard:
+        callbacks.append(TensorBoardLog(run_dir))
+    if cfg.logger.record_keeper:
+        callbacks.append(RecordKeeperLog(run_dir / "logs"))
+    if cfg.get("save_checkpoints", True):
+        callbacks.append(Checkpointing(run_dir / "checkpoints"))
+    callbacks += [EarlyStopping(cfg.early_stopping.patience, monitor), ProgressBar(cfg.epochs)]
+    return callbacks
 
 
 def load_resumed_checkpoint(cfg):
-    """The checkpoint of the run being resumed, checked against this run's config."""
+    """(path, checkpoint) of the run being resumed, checked against this run's config."""
     path = Path(cfg.resume).expanduser() / "checkpoints" / "last.pt"
     if not path.is_file():
         raise ConfigError(f"resume: {path} not found; resume takes a metric-run run directory")
@@ -290,31 +410,7 @@ def load_resumed_checkpoint(cfg):
     return path, state
 
 
-def evaluation_line(cfg, epoch, train_loss, accuracies):
-    metric = cfg.early_stopping.metric
-    loss = "untrained" if train_loss is None else f"train loss {train_loss:.4f}"
-    scores = "  ".join(
-        f"{split}/{metric} {m[metric]:.4f}" for split, m in accuracies.items() if metric in m
-    )
-    return f"epoch {epoch}/{cfg.epochs}  {loss}  {scores}"
-
-
-def monitored_score(cfg, accuracies):
-    split, metric = cfg.early_stopping.split, cfg.early_stopping.metric
-    try:
-        return accuracies[split][metric]
-    except KeyError:
-        raise ConfigError(
-            f"early_stopping: the tester reported no {split}/{metric}; "
-            f"it reports {sorted(accuracies.get(split, {}))}"
-        ) from None
-
-
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pin(cfg, device):
-    return bool(cfg.pin_memory) and device.type == "cuda"

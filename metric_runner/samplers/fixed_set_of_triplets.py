@@ -1,7 +1,8 @@
 import torch
 from torch.utils.data import Sampler
 
-from .m_per_class_sampler import group_by_label, random_subsets
+from ..utils.errors import InvalidArgumentError
+from .m_per_class_sampler import epoch_generator, group_by_label, random_subsets
 
 
 class FixedSetOfTriplets(Sampler):
@@ -10,26 +11,31 @@ class FixedSetOfTriplets(Sampler):
 
     Each triplet picks a class uniformly, two distinct samples of it (the same one twice for a
     singleton class), then a different class uniformly and one of its samples as the negative.
-    Pair it with `miners.EmbeddingsAlreadyPackagedAsTriplets`.
+    Pair it with `miners.EmbeddingsAlreadyPackagedAsTriplets`. Randomness comes from
+    `c_f.NUMPY_RANDOM` (see epoch_generator).
     """
 
     def __init__(self, labels, num_triplets):
         sorted_indices, class_counts, class_offsets = group_by_label(labels)
         num_classes = len(class_counts)
         if num_classes < 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"FixedSetOfTriplets needs at least 2 classes to draw negatives, got {num_classes}."
             )
         if int(num_triplets) != num_triplets or num_triplets < 1:
-            raise ValueError(f"num_triplets must be a positive integer, got {num_triplets}")
+            raise InvalidArgumentError(
+                f"num_triplets must be a positive integer, got {num_triplets}"
+            )
         self.num_triplets = int(num_triplets)
-        anchor_class = torch.randint(num_classes, (self.num_triplets,))
-        anchor_positive = random_subsets(class_counts[anchor_class], 2)
+        generator = epoch_generator()
+        anchor_class = torch.randint(num_classes, (self.num_triplets,), generator=generator)
+        anchor_positive = random_subsets(class_counts[anchor_class], 2, generator)
         # A uniform class among the others: draw from num_classes - 1 and skip the anchor's.
-        negative_class = torch.randint(num_classes - 1, (self.num_triplets,))
+        negative_class = torch.randint(num_classes - 1, (self.num_triplets,), generator=generator)
         negative_class += (negative_class >= anchor_class).long()
         negative = (
-            torch.rand(self.num_triplets, dtype=torch.float64) * class_counts[negative_class]
+            torch.rand(self.num_triplets, dtype=torch.float64, generator=generator)
+            * class_counts[negative_class]
         ).long()
         positions = torch.cat([anchor_positive, negative.unsqueeze(1)], dim=1)
         offsets = class_offsets[torch.stack([anchor_class, anchor_class, negative_class], dim=1)]
@@ -39,5 +45,5 @@ class FixedSetOfTriplets(Sampler):
         return 3 * self.num_triplets
 
     def __iter__(self):
-        order = torch.randperm(self.num_triplets)
+        order = torch.randperm(self.num_triplets, generator=epoch_generator())
         return iter(self.fixed_set_of_triplets[order].flatten().tolist())

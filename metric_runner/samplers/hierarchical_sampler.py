@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .m_per_class_sampler import group_by_label, random_subsets
+from ..utils.errors import InvalidArgumentError
+from .m_per_class_sampler import epoch_generator, group_by_label, random_subsets
 
 
 class HierarchicalSampler(Sampler):
@@ -19,7 +20,8 @@ class HierarchicalSampler(Sampler):
     or, with samples_per_class="all", whole classes taken in random order while they fit.
     A super class with too few classes gives a shorter sub-batch. Every combination of
     super classes gets `batches_per_super_tuple` batches; an epoch yields them (lists of
-    indices) in random order and each epoch draws new batches.
+    indices) in random order and each epoch draws new batches. Randomness comes from
+    `generator`, or else from `c_f.NUMPY_RANDOM` (see epoch_generator).
     """
 
     def __init__(
@@ -50,7 +52,7 @@ class HierarchicalSampler(Sampler):
             self.classes_of_super,
         ) = group_hierarchy(labels, inner_label, outer_label)
         if len(self.classes_of_super) < super_classes_per_batch:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"super_classes_per_batch ({super_classes_per_batch}) exceeds the number of super "
                 f"classes in column {outer_label} ({len(self.classes_of_super)})."
             )
@@ -68,41 +70,40 @@ class HierarchicalSampler(Sampler):
 
     def reshuffle(self):
         """Draw a new epoch of batches."""
+        generator = epoch_generator(self.generator)
         appearances = np.bincount(
             np.array(self.super_tuples).flatten(), minlength=len(self.classes_of_super)
         )
         sub_batches = [
-            iter(self.sub_batches(super_class, int(count) * self.batches_per_super_tuple))
+            iter(
+                self.sub_batches(super_class, int(count) * self.batches_per_super_tuple, generator)
+            )
             for super_class, count in enumerate(appearances)
         ]
         batches = []
         for super_tuple in self.super_tuples:
             for _ in range(self.batches_per_super_tuple):
                 batch = torch.cat([next(sub_batches[s]) for s in super_tuple])
-                batches.append(batch[torch.randperm(len(batch), generator=self.generator)].tolist())
-        order = torch.randperm(len(batches), generator=self.generator).tolist()
+                batches.append(batch[torch.randperm(len(batch), generator=generator)].tolist())
+        order = torch.randperm(len(batches), generator=generator).tolist()
         self.batches = [batches[i] for i in order]
 
-    def sub_batches(self, super_class, count):
+    def sub_batches(self, super_class, count, generator):
         """`count` sub-batches (index tensors) of one super class."""
         classes = self.classes_of_super[super_class]
         if self.samples_per_class == "all":
-            return self.whole_class_sub_batches(classes, count)
+            return self.whole_class_sub_batches(classes, count, generator)
         classes_per_sub_batch = min(len(classes), self.sub_batch_len // self.samples_per_class)
-        picks = random_subsets(
-            torch.full((count,), len(classes)), classes_per_sub_batch, self.generator
-        )
+        picks = random_subsets(torch.full((count,), len(classes)), classes_per_sub_batch, generator)
         chosen = classes[picks].flatten()
-        positions = random_subsets(
-            self.class_counts[chosen], self.samples_per_class, self.generator
-        )
+        positions = random_subsets(self.class_counts[chosen], self.samples_per_class, generator)
         indices = self.sorted_indices[self.class_offsets[chosen].unsqueeze(1) + positions]
         return list(indices.reshape(count, -1))
 
-    def whole_class_sub_batches(self, classes, count):
+    def whole_class_sub_batches(self, classes, count, generator):
         """Classes in random order, each taken whole if it still fits in the sub-batch."""
         sizes = self.class_counts[classes]
-        order = torch.argsort(torch.rand(count, len(classes), generator=self.generator), dim=1)
+        order = torch.argsort(torch.rand(count, len(classes), generator=generator), dim=1)
         room = torch.full((count,), self.sub_batch_len)
         taken = torch.zeros(count, len(classes), dtype=torch.bool)
         # A loop over class positions (not samples), vectorized over all sub-batches.
@@ -141,16 +142,16 @@ def check_arguments(
     labels, batch_size, samples_per_class, super_classes_per_batch, inner_label, outer_label
 ):
     if labels.ndim != 2 or labels.shape[1] <= max(inner_label, outer_label):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"labels must be 2D (num_samples, num_levels) with columns {inner_label} (class) and "
             f"{outer_label} (super class); got shape {labels.shape}."
         )
     if inner_label == outer_label:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"inner_label and outer_label must be different columns, both are {inner_label}."
         )
     if super_classes_per_batch < 1 or batch_size % super_classes_per_batch != 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"batch_size ({batch_size}) must be a positive multiple of super_classes_per_batch "
             f"({super_classes_per_batch}): each super class fills an equal sub-batch."
         )
@@ -162,7 +163,7 @@ def check_arguments(
         or samples_per_class < 1
         or sub_batch_len % samples_per_class
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"samples_per_class must be 'all' or a positive integer dividing the sub-batch length "
             f"batch_size // super_classes_per_batch = {sub_batch_len}; got {samples_per_class!r}."
         )

@@ -2,6 +2,9 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..utils import common_functions as c_f
+from ..utils.errors import InvalidArgumentError
+
 
 def group_by_label(labels):
     """Dataset indices sorted by label, plus each label's count and start offset in that order.
@@ -16,6 +19,17 @@ def group_by_label(labels):
     counts = torch.bincount(inverse)
     offsets = torch.cumsum(counts, dim=0) - counts
     return sorted_indices, counts, offsets
+
+
+def epoch_generator(generator=None):
+    """The torch generator one epoch of a sampler draws from: `generator` when given, else a
+    fresh one seeded by a draw from `c_f.NUMPY_RANDOM` (read now, not at import), so that
+    `c_f.NUMPY_RANDOM = np.random.RandomState(42)`, or `np.random.seed(42)` with the default,
+    makes every sampler reproducible, as PML documents."""
+    if generator is not None:
+        return generator
+    seed = c_f.NUMPY_RANDOM.randint(0, np.iinfo(np.int64).max, dtype=np.int64)
+    return torch.Generator().manual_seed(int(seed))
 
 
 def random_subsets(population_sizes, subset_size, generator=None):
@@ -52,7 +66,7 @@ class MPerClassSampler(Sampler):
     every class once, in random order. A class with fewer than `m` samples is sampled with
     replacement. An epoch yields `len(self)` indices: `length_before_new_iter`, rounded down
     to a multiple of `batch_size` (or of one pass over all classes when that is shorter).
-    Randomness comes from `generator`, or from torch's global RNG (`torch.manual_seed`).
+    Randomness comes from `generator`, or else from `c_f.NUMPY_RANDOM` (see epoch_generator).
     """
 
     def __init__(self, labels, m, batch_size=None, length_before_new_iter=100000, generator=None):
@@ -65,7 +79,7 @@ class MPerClassSampler(Sampler):
 
     def checked_list_size(self, length_before_new_iter):
         if self.m_per_class < 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"m must be a positive number of samples per class, got {self.m_per_class}"
             )
         if self.batch_size is None:
@@ -73,18 +87,18 @@ class MPerClassSampler(Sampler):
                 return length_before_new_iter - length_before_new_iter % self.length_of_single_pass
             return length_before_new_iter
         if self.batch_size % self.m_per_class != 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"batch_size ({self.batch_size}) must be a multiple of m ({self.m_per_class}): "
                 "each batch holds batch_size // m classes with m samples each."
             )
         if self.batch_size > self.length_of_single_pass:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"batch_size ({self.batch_size}) needs {self.batch_size // self.m_per_class} "
                 f"classes per batch but the labels hold only {len(self.class_counts)}: "
                 f"use batch_size <= m * number of classes ({self.length_of_single_pass})."
             )
         if length_before_new_iter < self.batch_size:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"length_before_new_iter ({length_before_new_iter}) must be at least "
                 f"batch_size ({self.batch_size})."
             )
@@ -93,20 +107,25 @@ class MPerClassSampler(Sampler):
     def __len__(self):
         return self.list_size
 
+    def calculate_num_iters(self):
+        """Blocks per epoch: batches of batch_size, or, without it, passes over all classes
+        (the last one possibly cut short)."""
+        block = self.batch_size if self.batch_size is not None else self.length_of_single_pass
+        return -(-self.list_size // block)
+
     def __iter__(self):
-        classes = self.sampled_classes()
-        positions = random_subsets(self.class_counts[classes], self.m_per_class, self.generator)
+        generator = epoch_generator(self.generator)
+        classes = self.sampled_classes(generator)
+        positions = random_subsets(self.class_counts[classes], self.m_per_class, generator)
         indices = self.sorted_indices[self.class_offsets[classes].unsqueeze(1) + positions]
         return iter(indices.flatten()[: self.list_size].tolist())
 
-    def sampled_classes(self):
+    def sampled_classes(self, generator):
         """The class of each group of m indices, in yield order."""
         num_classes = len(self.class_counts)
         if self.batch_size is None:
-            num_passes = -(-self.list_size // self.length_of_single_pass)
-            keys = torch.rand(num_passes, num_classes, generator=self.generator)
+            keys = torch.rand(self.calculate_num_iters(), num_classes, generator=generator)
             return torch.argsort(keys, dim=1).flatten()
-        num_batches = self.list_size // self.batch_size
         classes_per_batch = self.batch_size // self.m_per_class
-        all_classes = torch.full((num_batches,), num_classes)
-        return random_subsets(all_classes, classes_per_batch, self.generator).flatten()
+        all_classes = torch.full((self.calculate_num_iters(),), num_classes)
+        return random_subsets(all_classes, classes_per_batch, generator).flatten()

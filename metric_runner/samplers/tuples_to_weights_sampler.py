@@ -2,6 +2,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from ..utils import loss_and_miner_utils as lmu
+from .m_per_class_sampler import epoch_generator
 
 SUPPORTED_TESTER_KWARGS = ("batch_size", "dataloader_num_workers", "data_device")
 
@@ -14,7 +15,8 @@ class TuplesToWeightsSampler(Sampler):
     in the mined tuples (`loss_and_miner_utils.convert_to_weights`; samples outside the subset
     get 0), and yields `len(self)` indices drawn with replacement by those weights. Dataset
     items are (input, label, ...). Accepted tester kwargs: batch_size (32),
-    dataloader_num_workers (0), data_device (the model's device).
+    dataloader_num_workers (0), data_device (the model's device). The subset and the draws
+    come from `c_f.NUMPY_RANDOM` (see samplers.m_per_class_sampler.epoch_generator).
     """
 
     def __init__(self, model, miner, dataset, subset_size=None, **tester_kwargs):
@@ -42,13 +44,18 @@ class TuplesToWeightsSampler(Sampler):
         return self.subset_size
 
     def __iter__(self):
-        subset = torch.randperm(len(self.dataset))[: self.subset_size]
+        generator = epoch_generator()
+        subset = torch.randperm(len(self.dataset), generator=generator)[: self.subset_size]
         embeddings, labels = self.embed(subset)
         indices_tuple = self.miner(embeddings, labels)
         subset_weights = lmu.convert_to_weights(indices_tuple, labels, dtype=torch.float32)
         self.weights = torch.zeros(len(self.dataset))
         self.weights[subset] = subset_weights.cpu()
-        return iter(torch.multinomial(self.weights, self.subset_size, replacement=True).tolist())
+        return iter(
+            torch.multinomial(
+                self.weights, self.subset_size, replacement=True, generator=generator
+            ).tolist()
+        )
 
     def embed(self, subset):
         loader = DataLoader(

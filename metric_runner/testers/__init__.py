@@ -1,4 +1,5 @@
 from .base_tester import BaseTester
 from .global_embedding_space import GlobalEmbeddingSpaceTester
 from .global_twostream_embedding_space import GlobalTwoStreamEmbeddingSpaceTester
+from .knn_tester import KNNTester
 from .with_same_parent_label import WithSameParentLabelTester

@@ -1,11 +1,11 @@
 """Embeds every dataset split once and evaluates query splits against reference splits."""
 
 from collections import defaultdict
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 import tqdm
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
 from ..utils import common_functions as c_f
 from ..utils.accuracy_calculator import AccuracyCalculator
@@ -36,6 +36,9 @@ class BaseTester:
     fit_transform, e.g. umap.UMAP() or sklearn's PCA(2)) and `visualizer_hook(visualizer,
     embeddings_2d, labels, split_name, keyname, epoch)` plot each split; `end_of_testing_hook
     (tester)` runs with `tester.embeddings_and_labels` and `tester.all_accuracies` set.
+
+    As PML's testers, embedding a dataset leaves the models in eval mode: a training loop puts
+    them back in train mode itself (the trainers do at the start of every epoch).
     """
 
     def __init__(
@@ -87,12 +90,24 @@ class BaseTester:
         self.end_of_testing_hook = end_of_testing_hook
         self.dataset_labels = dataset_labels
         self.set_min_label_to_zero = set_min_label_to_zero
-        self.accuracy_calculator = (
-            AccuracyCalculator() if accuracy_calculator is None else accuracy_calculator
-        )
+        self.accuracy_calculator = accuracy_calculator
         self.visualizer = visualizer
-        self.visualizer_hook = visualizer_hook
-        self.label_mapper = self.build_label_mapper() if set_min_label_to_zero else None
+        # visualizer_hook is the method that calls the user's hook when there is one.
+        self.original_visualizer_hook = visualizer_hook
+        self.reference_split_names = {}
+        self.initialize_label_mapper()
+        self.initialize_accuracy_calculator()
+
+    def initialize_accuracy_calculator(self):
+        if self.accuracy_calculator is None:
+            self.accuracy_calculator = AccuracyCalculator()
+
+    def initialize_label_mapper(self):
+        self.label_mapper = self.build_label_mapper() if self.set_min_label_to_zero else None
+
+    def visualizer_hook(self, *args, **kwargs):
+        if self.original_visualizer_hook is not None:
+            self.original_visualizer_hook(*args, **kwargs)
 
     @staticmethod
     def default_data_and_label_getter(batch):
@@ -127,16 +142,15 @@ class BaseTester:
         splits_to_eval=None,
         collate_fn=None,
     ):
-        splits_to_eval = self.check_splits_to_eval(dataset_dict, splits_to_eval)
-        split_names = list(dict.fromkeys(name for q, refs in splits_to_eval for name in (q, *refs)))
-        self.embeddings_and_labels = {
-            name: self.get_embeddings_and_labels(
-                dataset_dict[name], trunk_model, embedder_model, collate_fn
-            )
-            for name in tqdm.tqdm(split_names, desc="embedding splits", leave=False)
-        }
+        splits_to_eval, splits_to_compute = self.get_splits_to_compute_embeddings(
+            dataset_dict, splits_to_eval
+        )
+        self.embeddings_and_labels = self.get_all_embeddings_for_all_splits(
+            dataset_dict, trunk_model, embedder_model, splits_to_compute, collate_fn
+        )
         self.maybe_visualize(self.embeddings_and_labels, epoch)
         self.all_accuracies = defaultdict(dict)
+        self.reference_split_names = dict(splits_to_eval)
         for query_split, reference_splits in splits_to_eval:
             self.all_accuracies[query_split]["epoch"] = epoch
             self.do_knn_and_accuracies(
@@ -166,11 +180,48 @@ class BaseTester:
             )
         return splits_to_eval
 
+    def get_splits_to_compute_embeddings(self, dataset_dict, splits_to_eval):
+        """(splits_to_eval with each query split moved to the front of its reference splits,
+        the name of every split to embed, each once)."""
+        splits_to_eval = [
+            (query, sorted(references, key=lambda name: name != query))
+            for query, references in self.check_splits_to_eval(dataset_dict, splits_to_eval)
+        ]
+        names = dict.fromkeys(name for q, refs in splits_to_eval for name in (q, *refs))
+        return splits_to_eval, list(names)
+
+    def get_all_embeddings_for_all_splits(
+        self, dataset_dict, trunk_model, embedder_model, splits_to_compute_embeddings, collate_fn
+    ):
+        """{split: get_embeddings_and_labels(dataset_dict[split])} for the splits named."""
+        return {
+            name: self.get_embeddings_and_labels(
+                dataset_dict[name], trunk_model, embedder_model, collate_fn
+            )
+            for name in tqdm.tqdm(
+                splits_to_compute_embeddings, desc="embedding splits", leave=False
+            )
+        }
+
+    def maybe_combine_splits(self, embeddings_and_labels, splits):
+        """The splits' (embeddings, labels, ...) tuples concatenated part by part, in `splits` order."""
+        if len(splits) == 1:
+            return tuple(embeddings_and_labels[splits[0]])
+        parts = zip(*(embeddings_and_labels[name] for name in splits))
+        return tuple(torch.cat(part) for part in parts)
+
     def get_embeddings_and_labels(self, dataset, trunk_model, embedder_model, collate_fn):
         return self.get_all_embeddings(dataset, trunk_model, embedder_model, collate_fn)
 
     def dataloader(self, dataset, collate_fn):
-        return torch.utils.data.DataLoader(
+        if isinstance(dataset, TensorDataset) and collate_fn is None:
+            # One indexing call per batch instead of batch_size item fetches and a collate:
+            # the same batches, much faster for small models on in-memory data.
+            batches = BatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
+            return DataLoader(
+                dataset, batch_size=None, sampler=batches, num_workers=self.dataloader_num_workers
+            )
+        return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=False,
@@ -187,19 +238,29 @@ class BaseTester:
         eval=True,
         return_as_numpy=False,
     ):
-        """(embeddings (N, d), labels (N, num_levels)) of a whole dataset, in dataset order."""
-        embedder_model = torch.nn.Identity() if embedder_model is None else embedder_model
-        embeddings, labels = [], []
-        with eval_mode(trunk_model, embedder_model, enabled=eval), torch.no_grad():
-            for batch in self.dataloader(dataset, collate_fn):
-                data, batch_labels = self.data_and_label_getter(batch)
-                embeddings.append(self.get_embeddings_for_eval(trunk_model, embedder_model, data))
-                labels.append(self.process_labels(batch_labels))
-        embeddings = self.postprocess(torch.cat(embeddings))
-        labels = torch.cat(labels)
+        """(embeddings (N, d), labels (N, num_levels)) of a whole dataset, in dataset order,
+        post-processed (pca, normalization). With `eval`, the models are left in eval mode."""
+        if eval:
+            set_to_eval(trunk_model, embedder_model)
+        embeddings, labels = self.compute_all_embeddings(
+            self.dataloader(dataset, collate_fn), trunk_model, embedder_model
+        )
+        embeddings = self.postprocess(embeddings)
         if return_as_numpy:
             return embeddings.cpu().numpy(), labels.cpu().numpy()
         return embeddings, labels
+
+    def compute_all_embeddings(self, dataloader, trunk_model, embedder_model):
+        """(raw embeddings, labels (N, num_levels)) of every batch of `dataloader`, without
+        gradients and without changing the models' modes."""
+        embedder_model = torch.nn.Identity() if embedder_model is None else embedder_model
+        embeddings, labels = [], []
+        with torch.no_grad():
+            for batch in dataloader:
+                data, batch_labels = self.data_and_label_getter(batch)
+                embeddings.append(self.get_embeddings_for_eval(trunk_model, embedder_model, data))
+                labels.append(self.process_labels(batch_labels))
+        return torch.cat(embeddings), torch.cat(labels)
 
     def get_embeddings_for_eval(self, trunk_model, embedder_model, input_imgs):
         input_imgs = c_f.to_device(input_imgs, device=self.data_device, dtype=self.dtype)
@@ -243,8 +304,7 @@ class BaseTester:
         one of them, so that ref_includes_query holds row for row."""
         query, query_labels = embeddings_and_labels[query_split_name][:2]
         ordered = sorted(reference_split_names, key=lambda name: name != query_split_name)
-        reference = torch.cat([embeddings_and_labels[name][0] for name in ordered])
-        reference_labels = torch.cat([embeddings_and_labels[name][1] for name in ordered])
+        reference, reference_labels = self.maybe_combine_splits(embeddings_and_labels, ordered)[:2]
         return query, query_labels, reference, reference_labels
 
     def do_knn_and_accuracies(
@@ -268,9 +328,14 @@ class BaseTester:
             for metric, value in metrics.items():
                 accuracies[self.accuracies_keyname(metric, level)] = value
         if len(level_accuracies) > 1:
-            for metric in next(iter(level_accuracies.values())):
-                values = [metrics[metric] for metrics in level_accuracies.values()]
-                accuracies[self.accuracies_keyname(metric, average=True)] = float(np.mean(values))
+            metrics = list(next(iter(level_accuracies.values())))
+            self.calculate_average_accuracies(accuracies, metrics, list(level_accuracies))
+
+    def calculate_average_accuracies(self, accuracies, metrics, label_levels):
+        """Adds `AVERAGE_<metric>`, the mean of each metric over `label_levels`, to `accuracies`."""
+        for metric in metrics:
+            values = [accuracies[self.accuracies_keyname(metric, level)] for level in label_levels]
+            accuracies[self.accuracies_keyname(metric, average=True)] = float(np.mean(values))
 
     def label_hierarchy_level_to_str(self, label_hierarchy_level):
         return str(label_hierarchy_level)
@@ -278,10 +343,10 @@ class BaseTester:
     def description_suffixes(self, base_name):
         """base_name plus the settings that change the numbers, for naming logged tables."""
         suffixes = [base_name]
-        if self.normalize_embeddings:
-            suffixes.append("normalized")
         if self.pca is not None:
             suffixes.append(f"pca{self.pca}")
+        if self.normalize_embeddings:
+            suffixes.append("normalized")
         if self.use_trunk_output:
             suffixes.append("trunk")
         suffixes += [
@@ -294,7 +359,7 @@ class BaseTester:
         return "_".join(suffixes)
 
     def maybe_visualize(self, embeddings_and_labels, epoch):
-        if self.visualizer is None or self.visualizer_hook is None:
+        if self.visualizer is None or self.original_visualizer_hook is None:
             return
         for split_name, (embeddings, labels, *_) in embeddings_and_labels.items():
             embeddings_2d = self.visualizer.fit_transform(c_f.to_numpy(embeddings))
@@ -310,15 +375,7 @@ class BaseTester:
                 )
 
 
-@contextmanager
-def eval_mode(*models, enabled=True):
-    """Puts models in eval mode and restores each one's previous mode on exit."""
-    models = models if enabled else ()
-    was_training = [model.training for model in models]
+def set_to_eval(*models):
     for model in models:
-        model.eval()
-    try:
-        yield
-    finally:
-        for model, training in zip(models, was_training):
-            model.train(training)
+        if model is not None:
+            model.eval()

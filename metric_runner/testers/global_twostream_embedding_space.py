@@ -1,7 +1,7 @@
 import torch
 
 from ..utils import common_functions as c_f
-from .base_tester import eval_mode
+from .base_tester import set_to_eval
 from .global_embedding_space import GlobalEmbeddingSpaceTester
 
 
@@ -37,26 +37,32 @@ class GlobalTwoStreamEmbeddingSpaceTester(GlobalEmbeddingSpaceTester):
         eval=True,
         return_as_numpy=False,
     ):
-        """(anchor embeddings, positive embeddings, labels (N, num_levels)) of a whole dataset."""
-        embedder_model = torch.nn.Identity() if embedder_model is None else embedder_model
-        anchors, positives, labels = [], [], []
-        with eval_mode(trunk_model, embedder_model, enabled=eval), torch.no_grad():
-            for batch in self.dataloader(dataset, collate_fn):
-                anchor_data, positive_data, batch_labels = self.data_and_label_getter(batch)
-                anchors.append(
-                    self.get_embeddings_for_eval(trunk_model, embedder_model, anchor_data)
-                )
-                positives.append(
-                    self.get_embeddings_for_eval(trunk_model, embedder_model, positive_data)
-                )
-                labels.append(self.process_labels(batch_labels))
-        num_anchors = sum(len(a) for a in anchors)
+        """(anchor embeddings, positive embeddings, labels (N, num_levels)) of a whole dataset.
+        With `eval`, the models are left in eval mode."""
+        if eval:
+            set_to_eval(trunk_model, embedder_model)
+        anchors, positives, labels = self.compute_all_embeddings(
+            self.dataloader(dataset, collate_fn), trunk_model, embedder_model
+        )
         # One projection for both streams, so anchors and positives stay in the same space.
-        both = self.postprocess(torch.cat(anchors + positives))
-        anchors, positives, labels = both[:num_anchors], both[num_anchors:], torch.cat(labels)
+        both = self.postprocess(torch.cat([anchors, positives]))
+        anchors, positives = both[: len(anchors)], both[len(anchors) :]
         if return_as_numpy:
             return c_f.to_numpy(anchors), c_f.to_numpy(positives), c_f.to_numpy(labels)
         return anchors, positives, labels
+
+    def compute_all_embeddings(self, dataloader, trunk_model, embedder_model):
+        """(raw anchor embeddings, raw positive embeddings, labels (N, num_levels)), without
+        gradients and without changing the models' modes."""
+        embedder_model = torch.nn.Identity() if embedder_model is None else embedder_model
+        anchors, positives, labels = [], [], []
+        with torch.no_grad():
+            for batch in dataloader:
+                anchor_data, positive_data, batch_labels = self.data_and_label_getter(batch)
+                for stream, data in ((anchors, anchor_data), (positives, positive_data)):
+                    stream.append(self.get_embeddings_for_eval(trunk_model, embedder_model, data))
+                labels.append(self.process_labels(batch_labels))
+        return torch.cat(anchors), torch.cat(positives), torch.cat(labels)
 
     def set_reference_and_query(
         self, embeddings_and_labels, query_split_name, reference_split_names

@@ -13,6 +13,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from ..distances import LpDistance
 from . import common_functions as c_f
+from .errors import InvalidArgumentError, UnsupportedInputError
 from .inference import (
     CustomKNN,
     FaissKMeans,
@@ -21,6 +22,9 @@ from .inference import (
     remove_self,
     rows_per_block,
 )
+
+# PML's default label comparison; passing it (or nothing) means plain equality.
+EQUALITY = torch.eq
 
 RANKING_METRICS = (
     "mean_average_precision",
@@ -235,6 +239,176 @@ def adjusted_mutual_info(labels_true, labels_pred):
     return float((mutual_info - emi) / denominator)
 
 
+# ---- PML's module functions: one metric from a (queries, k) neighbour-label matrix. gt_labels
+# are the queries' labels shaped to broadcast against knn_labels ((N, 1) for plain labels), as
+# PML's docs call them; label_comparison_fn(gt_labels, knn_labels) gives the (N, k) matches.
+
+
+def get_unique_labels(labels):
+    return unique_labels(labels)
+
+
+def get_label_match_counts(query_labels, reference_labels, label_comparison_fn):
+    """(unique query labels, how many reference rows match each)."""
+    matcher = None if label_comparison_fn is EQUALITY else label_comparison_fn
+    unique_query, counts, _ = label_match_counts(query_labels, reference_labels, matcher)
+    return unique_query, counts
+
+
+def get_lone_query_labels(query_labels, label_counts, ref_includes_query, label_comparison_fn):
+    """(query labels with no match in the reference besides the query itself, a mask of the
+    queries whose label is not lone)."""
+    unique_query, counts = label_counts
+    if ref_includes_query:
+        matcher = None if label_comparison_fn is EQUALITY else label_comparison_fn
+        counts = counts - self_match_counts(unique_query, matcher)
+    lone_query_labels = unique_query[counts <= 0]
+    is_lone = counts[positions_in(query_labels, unique_query)] <= 0
+    return lone_query_labels, ~is_lone
+
+
+def positions_in(labels, unique):
+    """Each label's row in `unique` (sorted distinct labels that contain every label)."""
+    if labels.ndim == 1:
+        return torch.searchsorted(unique, labels.contiguous())
+    same = labels.reshape(len(labels), 1, -1) == unique.reshape(1, len(unique), -1)
+    return same.all(dim=2).to(torch.uint8).argmax(dim=1)
+
+
+def get_relevance_mask(shape, gt_labels, ref_includes_query, label_counts):
+    """((queries, k) mask of the first R columns, R per query): R = the number of references
+    relevant to each query, its own row excluded when ref_includes_query."""
+    unique_query, counts = label_counts
+    labels = gt_labels.reshape(shape[0], *unique_query.shape[1:])
+    num_relevant = counts[positions_in(labels, unique_query)] - int(ref_includes_query)
+    columns = torch.arange(shape[1], device=gt_labels.device)
+    return columns.unsqueeze(0) < num_relevant.unsqueeze(1), num_relevant
+
+
+def maybe_get_avg_of_avgs(accuracy_per_sample, sample_labels, avg_of_avgs, return_per_class):
+    """The mean over samples, or per class (sorted labels): their list, or their mean."""
+    if not (avg_of_avgs or return_per_class):
+        return torch.mean(accuracy_per_sample).item()
+    classes, inverse = unique_labels(sample_labels, return_inverse=True)
+    inverse = inverse.reshape(len(accuracy_per_sample))
+    sums = torch.zeros(len(classes), dtype=accuracy_per_sample.dtype, device=inverse.device)
+    sums.index_add_(0, inverse, accuracy_per_sample)
+    per_class = sums / torch.bincount(inverse, minlength=len(classes))
+    return per_class.tolist() if return_per_class else torch.mean(per_class).item()
+
+
+def nan_accuracy(unique_labels, return_per_class):
+    """The value of a metric with no non-lone query: NaN (per class, one NaN per label)."""
+    return [float("nan")] * len(unique_labels) if return_per_class else float("nan")
+
+
+def try_getting_not_lone_labels(knn_labels, query_labels, not_lone_query_mask):
+    """(knn_labels, query_labels) of the non-lone queries; (None, None) when there is none."""
+    if not torch.any(not_lone_query_mask):
+        return None, None
+    return knn_labels[not_lone_query_mask], query_labels[not_lone_query_mask]
+
+
+def knn_matches(knn_labels, gt_labels, label_comparison_fn):
+    return label_comparison_fn(gt_labels, knn_labels).to(torch.float64)
+
+
+def precision_at_k(knn_labels, gt_labels, k, avg_of_avgs, return_per_class, label_comparison_fn):
+    """Fraction of relevant labels among each query's first k neighbours."""
+    matches = knn_matches(knn_labels[:, :k], gt_labels, label_comparison_fn)
+    return maybe_get_avg_of_avgs(matches.sum(dim=1) / k, gt_labels, avg_of_avgs, return_per_class)
+
+
+def mean_reciprocal_rank(knn_labels, gt_labels, avg_of_avgs, return_per_class, label_comparison_fn):
+    """1 / (rank of the first relevant neighbour), 0 when none is among the k."""
+    matches = knn_matches(knn_labels, gt_labels, label_comparison_fn)
+    ranks = torch.arange(1, matches.shape[1] + 1, device=matches.device, dtype=torch.float64)
+    reciprocal = (matches / ranks).max(dim=1).values  # the first hit has the largest 1 / rank
+    return maybe_get_avg_of_avgs(reciprocal, gt_labels, avg_of_avgs, return_per_class)
+
+
+def mean_average_precision(
+    knn_labels,
+    gt_labels,
+    ref_includes_query,
+    label_counts,
+    avg_of_avgs,
+    return_per_class,
+    label_comparison_fn,
+    at_r=False,
+):
+    """sum over ranks i of P(i) rel(i), divided by R (the number of relevant references);
+    with at_r only the first R ranks count (MAP@R, Musgrave et al. 2020)."""
+    matches = knn_matches(knn_labels, gt_labels, label_comparison_fn)
+    relevance_mask, num_relevant = get_relevance_mask(
+        matches.shape, gt_labels, ref_includes_query, label_counts
+    )
+    if at_r:
+        matches = matches * relevance_mask
+    ranks = torch.arange(1, matches.shape[1] + 1, device=matches.device, dtype=torch.float64)
+    precision_at_rank = torch.cumsum(matches, dim=1) / ranks
+    average_precision = (precision_at_rank * matches).sum(dim=1) / num_relevant
+    return maybe_get_avg_of_avgs(average_precision, gt_labels, avg_of_avgs, return_per_class)
+
+
+def mean_average_precision_at_r(
+    knn_labels,
+    gt_labels,
+    ref_includes_query,
+    label_counts,
+    avg_of_avgs,
+    return_per_class,
+    label_comparison_fn,
+):
+    return mean_average_precision(
+        knn_labels,
+        gt_labels,
+        ref_includes_query,
+        label_counts,
+        avg_of_avgs,
+        return_per_class,
+        label_comparison_fn,
+        at_r=True,
+    )
+
+
+def r_precision(
+    knn_labels,
+    gt_labels,
+    ref_includes_query,
+    label_counts,
+    avg_of_avgs,
+    return_per_class,
+    label_comparison_fn,
+):
+    """Fraction of relevant references among each query's first min(R, k) neighbours."""
+    matches = knn_matches(knn_labels, gt_labels, label_comparison_fn)
+    relevance_mask, _ = get_relevance_mask(
+        matches.shape, gt_labels, ref_includes_query, label_counts
+    )
+    within_r = relevance_mask.to(torch.float64)
+    values = (matches * within_r).sum(dim=1) / within_r.sum(dim=1)
+    return maybe_get_avg_of_avgs(values, gt_labels, avg_of_avgs, return_per_class)
+
+
+def check_metric_names(names, available):
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise InvalidArgumentError(
+            f"Unknown metric(s) {unknown}: primary metrics must be one or more of: "
+            f"{sorted(available)}."
+        )
+
+
+def select_metrics(function_dict, include=(), exclude=()):
+    """The entries of function_dict named in include (all when empty), minus exclude."""
+    return {
+        name: function
+        for name, function in function_dict.items()
+        if (not include or name in include) and name not in exclude
+    }
+
+
 def default_kmeans_func(device):
     """faiss.Kmeans with 20 iterations (faiss's other defaults: seed 1234, at most 256 training
     points per centroid), as PML's AccuracyCalculator clusters by default: the same clusters,
@@ -252,8 +426,17 @@ class AccuracyCalculator:
     reference set, or "max_bin_count" for the largest reference class) and exclude "lone" queries,
     whose label has no other match in the reference. NMI/AMI cluster the query embeddings with
     k-means into as many clusters as there are query labels. Add a metric by defining
-    `calculate_<name>(self, **kwargs)` in a subclass and listing it in `requires_knn()` or
-    `requires_clustering()` when it needs neighbours or cluster labels.
+    `calculate_<name>(self, knn_labels, query_labels, **kwargs)` in a subclass and listing it in
+    `requires_knn()` or `requires_clustering()` when it needs neighbours or cluster labels. Every
+    calculate_ method receives PML's keyword arguments: query, reference, query_labels,
+    reference_labels, ref_includes_query, label_counts, knn_labels, knn_distances,
+    lone_query_labels, not_lone_query_mask, cluster_labels, label_comparison_fn. When only the
+    built-in k-NN metrics are asked for with k=None, they are computed from a streamed ranking
+    and knn_labels/knn_distances are None (no queries x references matrix is built).
+
+    Embeddings are cast to float32 as PML casts them (integers cannot overflow); labels keep their
+    type. Invalid arguments raise errors that are also AssertionErrors, and NMI/AMI with a custom
+    label_comparison_fn a NotImplementedError, as PML's do (both also ValueErrors).
 
     Defaults: `knn_func` is exact brute-force squared-L2 search (CustomKNN with
     LpDistance(power=2, normalize_embeddings=False): the same neighbours and distances as faiss's
@@ -273,7 +456,7 @@ class AccuracyCalculator:
         kmeans_func=None,
     ):
         if avg_of_avgs and return_per_class:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "avg_of_avgs and return_per_class are mutually exclusive: set one of them."
             )
         if not (
@@ -281,11 +464,15 @@ class AccuracyCalculator:
             or k == "max_bin_count"
             or (isinstance(k, int) and not isinstance(k, bool) and k > 0)
         ):
-            raise ValueError(f"k must be an integer > 0, None or 'max_bin_count', got {k!r}.")
+            raise InvalidArgumentError(
+                f"k must be an integer > 0, None or 'max_bin_count', got {k!r}."
+            )
         self.avg_of_avgs = avg_of_avgs
         self.return_per_class = return_per_class
         self.k = k
-        self.label_comparison_fn = label_comparison_fn
+        self.label_comparison_fn = EQUALITY if label_comparison_fn is None else label_comparison_fn
+        # None selects the fast equality paths; any given function (torch.eq too) is called.
+        self.matcher = label_comparison_fn
         self.device = (
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
             if device is None
@@ -297,24 +484,37 @@ class AccuracyCalculator:
             else knn_func
         )
         self.kmeans_func = kmeans_func
-        self.original_function_dict = self.get_function_dict()
-        self.curr_function_dict = self.get_function_dict(include, exclude)
-
-    def get_function_dict(self, include=(), exclude=()):
-        """{metric name: its calculate_<name> method} for the metrics to compute."""
+        self.function_keyword = METHOD_PREFIX
         available = {
             name[len(METHOD_PREFIX) :]: getattr(self, name)
             for name in dir(self)
             if name.startswith(METHOD_PREFIX) and callable(getattr(self, name))
         }
-        unknown = [name for name in (*include, *exclude) if name not in available]
-        if unknown:
-            raise ValueError(f"Unknown metric(s) {unknown}: choose from {sorted(available)}.")
-        names = [name for name in (include or available) if name not in exclude]
-        return {name: available[name] for name in names}
+        check_metric_names((*include, *exclude), available)
+        self.original_function_dict = select_metrics(available, include, exclude)
+        self.curr_function_dict = self.get_function_dict()
+        self.check_clustering_is_supported()
+
+    def check_clustering_is_supported(self):
+        clustering = set(self.curr_function_dict) & set(self.requires_clustering())
+        if clustering and self.label_comparison_fn is not EQUALITY:
+            raise UnsupportedInputError(
+                f"{sorted(clustering)} cannot use a custom label_comparison_fn (clusters come "
+                "from one label per query): pass exclude=('NMI', 'AMI')."
+            )
+
+    def get_function_dict(self, include=(), exclude=()):
+        """{metric name: its calculate_<name> method}: the constructor's selection, narrowed by
+        include/exclude (names outside that selection are ignored, as in PML)."""
+        return select_metrics(self.original_function_dict, include, exclude)
 
     def get_curr_metrics(self):
         return list(self.curr_function_dict)
+
+    @staticmethod
+    def check_primary_metrics(calc, include=(), exclude=()):
+        """Raise unless every name in include/exclude is one of calc's current metrics."""
+        check_metric_names((*include, *exclude), calc.get_curr_metrics())
 
     def requires_knn(self):
         return list(RANKING_METRICS)
@@ -339,11 +539,7 @@ class AccuracyCalculator:
         """{metric name: value}. `reference=None` evaluates `query` against itself. With
         `ref_includes_query=True` the query must be the first len(query) rows of the reference;
         each query's own row is then never its own neighbour."""
-        function_dict = (
-            self.get_function_dict(include, exclude)
-            if include or exclude
-            else self.curr_function_dict
-        )
+        function_dict = self.get_function_dict(include, exclude)
         kwargs = self.prepare_inputs(
             query, query_labels, reference, reference_labels, ref_includes_query
         )
@@ -352,6 +548,9 @@ class AccuracyCalculator:
             kwargs["cluster_labels"] = self.get_cluster_labels(**kwargs)
         if wanted & set(self.requires_knn()):
             kwargs.update(self.knn_kwargs(wanted, **kwargs))
+        return self._get_accuracy(function_dict, **kwargs)
+
+    def _get_accuracy(self, function_dict, **kwargs):
         return {name: function(**kwargs) for name, function in function_dict.items()}
 
     def prepare_inputs(self, query, query_labels, reference, reference_labels, ref_includes_query):
@@ -382,7 +581,10 @@ class AccuracyCalculator:
         }
 
     def check_embeddings_and_labels(self, embeddings, labels, name):
-        embeddings = c_f.numpy_to_torch(embeddings).to(self.device)
+        # float32 whatever comes in (integers, half, float64), as PML computes: integer
+        # embeddings cannot overflow in the distances. Labels keep their integer type: in
+        # float32, labels above 2**24 would merge.
+        embeddings = c_f.numpy_to_torch(embeddings).to(self.device, torch.float32)
         labels = c_f.numpy_to_torch(labels).to(self.device)
         if embeddings.ndim != 2 or len(embeddings) == 0:
             raise ValueError(
@@ -392,7 +594,7 @@ class AccuracyCalculator:
             raise ValueError(
                 f"{name} has {len(embeddings)} rows but its labels have {len(labels)}: pass one label per row."
             )
-        if labels.ndim != 1 and self.label_comparison_fn is None:
+        if labels.ndim != 1 and self.matcher is None:
             raise ValueError(
                 f"{name} labels have shape {tuple(labels.shape)}: multi-level labels need a "
                 "label_comparison_fn (or pass one level, e.g. labels[:, 0])."
@@ -421,7 +623,10 @@ class AccuracyCalculator:
             )
         if self.kmeans_func is None:
             self.kmeans_func = default_kmeans_func(self.device)
-        return self.kmeans_func(query, len(torch.unique(query_labels)))
+        num_clusters = len(torch.unique(query_labels))
+        c_f.LOGGER.info(f"running k-means clustering with k={num_clusters}")
+        c_f.LOGGER.info(f"embedding dimensionality is {query.shape[1]}")
+        return self.kmeans_func(query, num_clusters)
 
     def determine_k(self, bin_counts, num_reference_embeddings, ref_includes_query):
         """The number of neighbours to search, at most the number of other reference rows."""
@@ -438,7 +643,7 @@ class AccuracyCalculator:
     ):
         """Label counts, lone queries, and the neighbours (or, when k=None, streamed per-query
         values) every k-NN metric needs."""
-        fn = self.label_comparison_fn
+        fn = self.matcher
         unique_query, counts, inverse = label_match_counts(query_labels, reference_labels, fn)
         own = (
             self_match_counts(unique_query, fn) if ref_includes_query else torch.zeros_like(counts)
@@ -459,6 +664,8 @@ class AccuracyCalculator:
             unique_labels(reference_labels, return_counts=True)[1] if fn is None else counts
         )
         k = self.determine_k(bin_counts, len(reference), ref_includes_query)
+        c_f.LOGGER.info(f"running k-nn with k={k + int(ref_includes_query)}")
+        c_f.LOGGER.info(f"embedding dimensionality is {query.shape[1]}")
         if not not_lone_query_mask.any():
             c_f.LOGGER.warning(
                 "None of the query labels are in the reference set: k-NN metrics are NaN."
@@ -471,6 +678,8 @@ class AccuracyCalculator:
                 "mean_average_precision for MAP@k)."
             )
         if self.k is None and self.can_stream(wanted):
+            # The built-in metrics need no (queries x references) neighbour matrix.
+            knn["knn_labels"] = knn["knn_distances"] = None
             knn["ranking_values"] = self.stream_ranking_values(
                 query, reference, query_labels, reference_labels, num_relevant, ref_includes_query
             )
@@ -500,9 +709,7 @@ class AccuracyCalculator:
         block = rows_per_block(knn_labels.shape[1], VALUES_BLOCK_ELEMENTS)
         for start in range(0, len(query_labels), block):
             end = start + block
-            is_match = label_matches(
-                query_labels[start:end], knn_labels[start:end], self.label_comparison_fn
-            )
+            is_match = label_matches(query_labels[start:end], knn_labels[start:end], self.matcher)
             for name, value in ranking_values(is_match, num_relevant[start:end]).items():
                 values[name].append(value)
         return {name: torch.cat(value) for name, value in values.items()}
@@ -511,13 +718,12 @@ class AccuracyCalculator:
         self, query, reference, query_labels, reference_labels, num_relevant, ref_includes_query
     ):
         """Per-query values over the whole ranking, one block of queries at a time. The default
-        CustomKNN hands over each block's scores, which are ranked without sorting (float32 and
-        half scores: their keys hold 32 bits); any other knn_func returns each block's full
-        ranking."""
+        CustomKNN hands over each block's scores, which are ranked without sorting; any other
+        knn_func returns each block's full ranking."""
         values = {name: [] for name in RANKING_METRICS}
         block = rows_per_block(len(reference), STREAM_BLOCK_ELEMENTS)
         num_others = len(reference) - int(ref_includes_query)
-        use_scores = isinstance(self.knn_func, CustomKNN) and query.dtype != torch.float64
+        use_scores = isinstance(self.knn_func, CustomKNN)
         scorer = self.knn_func.block_scorer(reference) if use_scores else None
         for start in range(0, len(query), block):
             end = min(start + block, len(query))
@@ -544,7 +750,7 @@ class AccuracyCalculator:
         reference_labels = reference_labels.unsqueeze(0).expand(
             len(query_block), *reference_labels.shape
         )
-        is_relevant = label_matches(query_labels, reference_labels, self.label_comparison_fn)
+        is_relevant = label_matches(query_labels, reference_labels, self.matcher)
         if own_rows is not None:
             # Each query's own row goes last and does not count as relevant.
             block_rows = torch.arange(len(query_block), device=scores.device)
@@ -559,18 +765,18 @@ class AccuracyCalculator:
         distances, indices = self.knn_func(query_block, len(reference), reference, False)
         if own_rows is not None:
             distances, indices = remove_self(distances, indices, own_rows)
-        is_match = label_matches(query_labels, reference_labels[indices], self.label_comparison_fn)
+        is_match = label_matches(query_labels, reference_labels[indices], self.matcher)
         rows, columns = torch.nonzero(is_match, as_tuple=True)
         return rows, columns + 1
 
-    def average(self, values, query_labels, not_lone_query_mask):
+    def average(self, values, query_labels, not_lone_query_mask, label_counts):
         """Mean over non-lone queries, per class (return_per_class), or of the per-class means
         (avg_of_avgs). Lone queries get weight 0 rather than being indexed out: a boolean index
         is a parallel region of its own, slow on a busy machine, and this runs once per metric."""
         weights = not_lone_query_mask.to(values.dtype)
         count = weights.sum()
         if count == 0:
-            return float("nan")
+            return nan_accuracy(label_counts[0], self.return_per_class)
         values = torch.where(not_lone_query_mask, values, 0)
         if not (self.avg_of_avgs or self.return_per_class):
             return (values.sum() / count).item()
@@ -582,31 +788,101 @@ class AccuracyCalculator:
         per_class = sums[counts > 0] / counts[counts > 0]
         return per_class.tolist() if self.return_per_class else per_class.mean().item()
 
-    def calculate_precision_at_1(self, query_labels, not_lone_query_mask, ranking_values, **kwargs):
-        return self.average(ranking_values["precision_at_1"], query_labels, not_lone_query_mask)
-
-    def calculate_mean_reciprocal_rank(
-        self, query_labels, not_lone_query_mask, ranking_values, **kwargs
+    def ranking_metric(
+        self, name, knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
     ):
-        return self.average(
-            ranking_values["mean_reciprocal_rank"], query_labels, not_lone_query_mask
+        """The averaged metric: from the per-query values of our one pass over the neighbours
+        when get_accuracy computed them, else (a direct call with knn_labels, as PML's callers
+        make) from knn_labels with PML's module function."""
+        if "ranking_values" in kwargs:
+            values = kwargs["ranking_values"][name]
+            return self.average(values, query_labels, not_lone_query_mask, label_counts)
+        knn_labels, query_labels = try_getting_not_lone_labels(
+            knn_labels, query_labels, not_lone_query_mask
+        )
+        if knn_labels is None:
+            return nan_accuracy(label_counts[0], self.return_per_class)
+        gt_labels = query_labels.unsqueeze(1)
+        averaging = (self.avg_of_avgs, self.return_per_class, self.label_comparison_fn)
+        if name == "precision_at_1":
+            return precision_at_k(knn_labels, gt_labels, 1, *averaging)
+        if name == "mean_reciprocal_rank":
+            return mean_reciprocal_rank(knn_labels, gt_labels, *averaging)
+        counting = (gt_labels, kwargs["ref_includes_query"], label_counts)
+        if name == "r_precision":
+            return r_precision(knn_labels, *counting, *averaging)
+        at_r = name == "mean_average_precision_at_r"
+        return mean_average_precision(knn_labels, *counting, *averaging, at_r=at_r)
+
+    def calculate_precision_at_1(
+        self, knn_labels, query_labels, not_lone_query_mask, label_counts, **kwargs
+    ):
+        return self.ranking_metric(
+            "precision_at_1", knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
         )
 
-    def calculate_r_precision(self, query_labels, not_lone_query_mask, ranking_values, **kwargs):
-        return self.average(ranking_values["r_precision"], query_labels, not_lone_query_mask)
+    def calculate_mean_reciprocal_rank(
+        self, knn_labels, query_labels, not_lone_query_mask, label_counts, **kwargs
+    ):
+        return self.ranking_metric(
+            "mean_reciprocal_rank",
+            knn_labels,
+            query_labels,
+            not_lone_query_mask,
+            label_counts,
+            kwargs,
+        )
+
+    def calculate_r_precision(
+        self,
+        knn_labels,
+        query_labels,
+        not_lone_query_mask,
+        ref_includes_query,
+        label_counts,
+        **kwargs,
+    ):
+        kwargs["ref_includes_query"] = ref_includes_query
+        return self.ranking_metric(
+            "r_precision", knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
+        )
 
     def calculate_mean_average_precision(
-        self, query_labels, not_lone_query_mask, ranking_values, **kwargs
+        self,
+        knn_labels,
+        query_labels,
+        not_lone_query_mask,
+        ref_includes_query,
+        label_counts,
+        **kwargs,
     ):
-        return self.average(
-            ranking_values["mean_average_precision"], query_labels, not_lone_query_mask
+        kwargs["ref_includes_query"] = ref_includes_query
+        return self.ranking_metric(
+            "mean_average_precision",
+            knn_labels,
+            query_labels,
+            not_lone_query_mask,
+            label_counts,
+            kwargs,
         )
 
     def calculate_mean_average_precision_at_r(
-        self, query_labels, not_lone_query_mask, ranking_values, **kwargs
+        self,
+        knn_labels,
+        query_labels,
+        not_lone_query_mask,
+        ref_includes_query,
+        label_counts,
+        **kwargs,
     ):
-        return self.average(
-            ranking_values["mean_average_precision_at_r"], query_labels, not_lone_query_mask
+        kwargs["ref_includes_query"] = ref_includes_query
+        return self.ranking_metric(
+            "mean_average_precision_at_r",
+            knn_labels,
+            query_labels,
+            not_lone_query_mask,
+            label_counts,
+            kwargs,
         )
 
     def calculate_NMI(self, query_labels, cluster_labels, **kwargs):

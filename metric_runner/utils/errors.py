@@ -13,3 +13,13 @@ class InvalidArgumentError(ValueError, AssertionError):
 class UnsupportedInputError(ValueError, NotImplementedError):
     """A combination PML refuses with ``NotImplementedError`` (a reducer given a reduction type it
     does not handle, NMI/AMI with a custom label comparison): catchable as either type."""
+
+
+class InvalidArgumentTypeError(TypeError, AssertionError):
+    """An argument of the wrong type (a list where a dict is needed, ...) that PML rejects with
+    ``assert``: catchable as TypeError or AssertionError."""
+
+
+class UnacceptedArgumentError(ValueError, TypeError):
+    """An argument value that PML's constructor does not take at all, so that PML raises
+    ``TypeError`` (CosineSimilarity(normalize_embeddings=False)): catchable as either type."""

@@ -270,10 +270,7 @@ class FaissKNN:
     def search_index(self, query, k):
         index = self.index
         if query.is_cuda and k <= FAISS_GPU_MAX_K and hasattr(self.faiss, "StandardGpuResources"):
-            if self.gpus is None:
-                index = self.faiss.index_cpu_to_all_gpus(index)
-            else:
-                index = self.faiss.index_cpu_to_gpus_list(index, gpus=self.gpus)
+            index = convert_to_gpu_index(index, self.gpus)
         return index.search(to_faiss_array(query), k)
 
     def train(self, embeddings):
@@ -310,6 +307,98 @@ def to_faiss_array(x):
     return np.ascontiguousarray(c_f.to_numpy(x), dtype=np.float32)
 
 
+def convert_to_gpu_index(index, gpus):
+    """A copy of a CPU faiss index on GPUs `gpus` (all when None)."""
+    faiss = import_faiss()
+    if gpus is None:
+        return faiss.index_cpu_to_all_gpus(index)
+    return faiss.index_cpu_to_gpus_list(index, gpus=gpus)
+
+
+def convert_to_cpu_index(index):
+    """A CPU copy of a GPU faiss index; a CPU-only faiss has only CPU indexes to return."""
+    to_cpu = getattr(import_faiss(), "index_gpu_to_cpu", None)
+    return index if to_cpu is None else to_cpu(index)
+
+
+def add_to_index_and_search(index, query, reference, k):
+    """Add `reference` to the faiss index and return the k nearest (distances, indices) of each
+    query row as tensors."""
+    index.add(to_faiss_array(reference))
+    distances, indices = index.search(to_faiss_array(query), k)
+    return torch.from_numpy(distances), torch.from_numpy(indices)
+
+
+def try_gpu(index, query, reference, k, is_cuda, gpus):
+    """add_to_index_and_search on GPU copies of the index when the data is on CUDA and faiss
+    can (GPU build, k within its GPU limit), else on the CPU index."""
+    on_gpu = is_cuda and k <= FAISS_GPU_MAX_K and hasattr(import_faiss(), "StandardGpuResources")
+    if on_gpu:
+        index = convert_to_gpu_index(index, gpus)
+    return add_to_index_and_search(index, query, reference, k)
+
+
+def mask_reshape_knn_idx(x, matches_self_idx):
+    """Drop the one masked entry of each row of x (rows keep their order)."""
+    return x[~matches_self_idx].view(len(x), -1)
+
+
+def return_results(D, I, ref_includes_query):  # noqa: E741  (PML's argument names)
+    """(distances, indices) of a search, each row's own index removed when ref_includes_query
+    (the last neighbour when the own index was not found)."""
+    if not ref_includes_query:
+        return D, I
+    D, I = c_f.numpy_to_torch(D), c_f.numpy_to_torch(I)  # noqa: E741
+    return remove_self(D, I, torch.arange(len(I), device=I.device))
+
+
+def run_pca(x, output_dimensionality):
+    """x projected on its first output_dimensionality principal components (faiss PCAMatrix)."""
+    faiss = import_faiss()
+    data = to_faiss_array(x)
+    pca = faiss.PCAMatrix(data.shape[1], output_dimensionality)
+    pca.train(data)
+    projected = torch.from_numpy(pca.apply(data))
+    return projected.to(x.device) if torch.is_tensor(x) else projected.numpy()
+
+
+def get_topk(distances, indices, k, get_largest):
+    """An iter_fn for BatchedDistance that writes the k closest entries of each block's rows into
+    distances[s:e] and indices[s:e]."""
+
+    def fn(mat, s, e):
+        values, positions = torch.topk(mat, k, dim=1, largest=get_largest)
+        distances[s:e] = values
+        indices[s:e] = positions
+
+    return fn
+
+
+class BatchedDistance(torch.nn.Module):
+    """Applies `distance` to batch_size query rows at a time and hands each block to
+    iter_fn(mat, s, e) (mat = the distances of query rows s..e-1), so the full matrix never
+    exists at once."""
+
+    def __init__(self, distance, iter_fn=None, batch_size=32):
+        super().__init__()
+        self.distance = distance
+        self.iter_fn = iter_fn
+        self.batch_size = batch_size
+
+    def forward(self, query_emb, ref_emb=None):
+        ref_emb = query_emb if ref_emb is None else ref_emb
+        for s in range(0, len(query_emb), self.batch_size):
+            e = s + self.batch_size
+            self.iter_fn(self.distance(query_emb[s:e], ref_emb), s, e)
+
+    def __getattr__(self, name):
+        # Read like the wrapped distance (is_inverted, normalize_embeddings, ...).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.distance, name)
+
+
 class FaissKMeans:
     """k-means with faiss.Kmeans(**kwargs) (faiss's defaults unless overridden, e.g. niter=20).
     Returns each row's cluster as a long tensor on the input's device."""
@@ -341,6 +430,12 @@ class MatchFinder:
         if threshold is None:
             raise ValueError("No threshold: pass threshold to MatchFinder(...) or to this call.")
         return threshold
+
+    def operate_on_emb(self, input_func, query_emb, ref_emb=None, *args, **kwargs):
+        """input_func(query_emb, ref_emb, ...), the query compared with itself when ref_emb is
+        None."""
+        ref_emb = query_emb if ref_emb is None else ref_emb
+        return input_func(query_emb, ref_emb, *args, **kwargs)
 
     def is_close(self, values, threshold):
         threshold = self.get_threshold(threshold)

@@ -8,6 +8,17 @@ import functools
 import torch
 
 from . import common_functions as c_f
+from .errors import InvalidArgumentError, InvalidArgumentTypeError
+
+
+def any_true(mask, dim=None, keepdim=False):
+    """torch.any of a boolean tensor, computed as the max of its bytes: on CPU, torch.any of
+    bools along a dimension runs ~300x slower than a uint8 max (1M entries: 10 ms vs 0.03)."""
+    if mask.numel() == 0:
+        return torch.any(mask) if dim is None else torch.any(mask, dim=dim, keepdim=keepdim)
+    as_bytes = mask.view(torch.uint8)
+    most = torch.amax(as_bytes) if dim is None else torch.amax(as_bytes, dim=dim, keepdim=keepdim)
+    return most.bool()
 
 
 def logsumexp(x, keep_mask=None, add_one=True, dim=1):
@@ -22,7 +33,7 @@ def logsumexp(x, keep_mask=None, add_one=True, dim=1):
         shift = torch.amax(x.masked_fill(drop, c_f.neg_inf(x.dtype)), dim=dim, keepdim=True)
         if add_one:
             shift = shift.clamp(min=0)
-        is_empty = ~torch.any(keep_mask, dim=dim, keepdim=True)
+        is_empty = ~any_true(keep_mask, dim=dim, keepdim=True)
         shift = shift.masked_fill(is_empty, 0)
     # Dropped entries are exponentiated as exp(0) and zeroed afterwards: filling them with a
     # huge negative number instead sends CPU exp down its slow underflow path (~40x slower).
@@ -32,10 +43,17 @@ def logsumexp(x, keep_mask=None, add_one=True, dim=1):
     return torch.log(total) + shift
 
 
+def is_same_set(labels, ref_labels):
+    """Whether the reference set is the query set itself: `ref_labels` None or the very same
+    object as `labels` (as a miner's mine() receives them without ref_emb). Then a sample's
+    pair with itself is no pair, as in PML; an equal but distinct tensor is another set."""
+    return ref_labels is None or ref_labels is labels
+
+
 def get_matches_and_diffs(labels, ref_labels=None):
     """Boolean (N, M) masks of same-label and different-label pairs; self pairs removed when
-    the reference set is the query set."""
-    same_set = ref_labels is None
+    the reference set is the query set (see is_same_set)."""
+    same_set = is_same_set(labels, ref_labels)
     ref_labels = labels if same_set else ref_labels
     matches = labels.unsqueeze(1) == ref_labels.unsqueeze(0)
     diffs = ~matches
@@ -54,10 +72,32 @@ def get_all_pairs_indices(labels, ref_labels=None):
 def get_all_triplets_indices(labels, ref_labels=None):
     """Every (anchor, positive, negative) triple, built from the positive-pair list so memory is
     (#positive pairs × M), not N×M×M."""
-    a_idx, p_idx, pair_idx, n_idx, _ = triplets_of_pos_pairs(
-        *get_matches_and_diffs(labels, ref_labels)
-    )
+    return get_all_triplets_indices_vectorized_method(*get_matches_and_diffs(labels, ref_labels))
+
+
+def get_all_triplets_indices_vectorized_method(all_matches, all_diffs):
+    """Every (anchor, positive, negative) of the (N, M) same-label and different-label masks
+    (bool or 0/1), in lexicographic order (PML's name)."""
+    a_idx, p_idx, pair_idx, n_idx, _ = triplets_of_pos_pairs(all_matches.bool(), all_diffs.bool())
     return a_idx.index_select(0, pair_idx), p_idx.index_select(0, pair_idx), n_idx
+
+
+def get_all_triplets_indices_loop_method(labels, all_matches, all_diffs):
+    """The same triplets as the vectorized method, built one anchor at a time (PML's name; not
+    used internally): memory stays at one anchor's triplets plus the output. `labels` (PML's
+    signature) fixes the anchors."""
+    all_matches, all_diffs = all_matches.bool(), all_diffs.bool()
+    per_anchor = []
+    for anchor in range(len(labels)):
+        positives = torch.nonzero(all_matches[anchor]).squeeze(1)
+        negatives = torch.nonzero(all_diffs[anchor]).squeeze(1)
+        p_idx = positives.repeat_interleave(len(negatives))
+        n_idx = negatives.repeat(len(positives))
+        per_anchor.append((torch.full_like(p_idx, anchor), p_idx, n_idx))
+    if not per_anchor:
+        empty = torch.empty(0, dtype=torch.long, device=labels.device)
+        return empty, empty.clone(), empty.clone()
+    return tuple(torch.cat(column) for column in zip(*per_anchor))
 
 
 def triplets_of_pos_pairs(pos_mask, neg_mask):
@@ -87,12 +127,12 @@ def get_random_triplet_indices(labels, ref_labels=None, t_per_anchor=None, weigh
     """
     matches, diffs = get_matches_and_diffs(labels, ref_labels)
     neg_probs = diffs.float() if weights is None else weights.float() * diffs
-    anchors = torch.where(matches.any(dim=1) & (neg_probs.sum(dim=1) > 0))[0]
+    anchors = torch.where(any_true(matches, dim=1) & (neg_probs.sum(dim=1) > 0))[0]
     if len(anchors) == 0 or t_per_anchor == 0:
         empty = torch.empty(0, dtype=torch.long, device=labels.device)
         return empty, empty.clone(), empty.clone()
     if t_per_anchor is None:
-        same_set = ref_labels is None
+        same_set = is_same_set(labels, ref_labels)
         draws_per_anchor = matches[anchors].sum(dim=1) + int(same_set)
     else:
         draws_per_anchor = torch.full_like(anchors, t_per_anchor)
@@ -200,6 +240,24 @@ def neg_pairs_from_tuple(indices_tuple):
     return indices_tuple[2], indices_tuple[3]
 
 
+def check_tuple_lengths(indices_tuple, name):
+    """A pair 4-tuple (a1, p, a2, n) with len(a1) == len(p) and len(a2) == len(n), or a
+    triplet 3-tuple of equal lengths: PML asserts both (and its miners raise TypeError for
+    another length, hence an error of both kinds)."""
+    if len(indices_tuple) not in (3, 4):
+        raise InvalidArgumentTypeError(
+            f"{name} must be a pair 4-tuple (a1, p, a2, n) or a triplet 3-tuple (a, p, n), "
+            f"got {len(indices_tuple)} tensors"
+        )
+    lengths = [len(x) for x in indices_tuple]
+    groups = [lengths] if len(lengths) == 3 else [lengths[:2], lengths[2:]]
+    if any(len(set(group)) != 1 for group in groups):
+        raise InvalidArgumentError(
+            f"{name} holds index tensors of lengths {lengths}; the tensors of one tuple kind "
+            "must have equal lengths"
+        )
+
+
 def remove_self_comparisons(indices_tuple, curr_batch_idx, ref_size, ref_is_subset=False):
     """Drop positive pairs that compare a query with its own copy in a memory bank.
 
@@ -209,14 +267,29 @@ def remove_self_comparisons(indices_tuple, curr_batch_idx, ref_size, ref_is_subs
     (same label), so they are kept. `ref_size` (the memory size) is part of the public signature;
     indices are compared as given, without wrapping.
     """
-    if len(indices_tuple) not in (3, 4):
-        raise ValueError(f"indices_tuple must have length 3 or 4, got {len(indices_tuple)}")
+    check_tuple_lengths(indices_tuple, "indices_tuple")
     a, p = indices_tuple[0], indices_tuple[1]
     curr_batch_idx = torch.as_tensor(curr_batch_idx, device=a.device)
     keep = a != curr_batch_idx[p] if ref_is_subset else curr_batch_idx[a] != p
     if len(indices_tuple) == 3:
         return a[keep], p[keep], indices_tuple[2][keep]
     return a[keep], p[keep], indices_tuple[2], indices_tuple[3]
+
+
+def not_self_comparisons(a, p, s, e, curr_batch_idx, ref_size, ref_is_subset=False):
+    """Boolean mask of the pairs (a, p) that do not compare a batch sample with its own copy
+    in a memory bank of `ref_size` rows, where the batch occupies rows [s, e) (wrapping past
+    the end when e <= s) and batch sample i sits at row curr_batch_idx[i]. By default `a`
+    indexes the batch and `p` the memory; with `ref_is_subset` the other way round."""
+    memory_rows, batch_rows = (a, p) if ref_is_subset else (p, a)
+    if s < e:
+        in_batch_rows = (memory_rows >= s) & (memory_rows < e)
+    else:
+        in_batch_rows = (memory_rows >= s) | (memory_rows < e)
+    curr_batch_idx = torch.as_tensor(curr_batch_idx, device=a.device)
+    # A batch index past the batch can only pair with a row outside [s, e): clamp to look it up.
+    own_row = curr_batch_idx[batch_rows.clamp(max=len(curr_batch_idx) - 1)]
+    return ~(in_batch_rows & (own_row == memory_rows))
 
 
 def meshgrid_from_sizes(x, y, dim=0):
@@ -351,7 +424,7 @@ def all_pairs_of_labels(labels, ref_labels=None, self_columns=None):
     positive: with `ref_labels` None (the batch is its own reference set) that is the
     diagonal; otherwise `self_columns[i]`, when given, is the reference column holding query i.
     """
-    same_set = ref_labels is None
+    same_set = is_same_set(labels, ref_labels)
     ref_labels = labels if same_set else ref_labels
     if same_set:
         self_columns = torch.arange(len(labels), device=labels.device)

@@ -13,7 +13,8 @@ class ModuleWithRecords(torch.nn.Module):
 
     `_record_these` names the recordable settings (margin, p, ...); `_record_these_stats` names
     the statistics, which exist only when `collect_stats` is on and are reset to zero at each
-    forward call. A logger reads both lists, so a name lives in exactly one of them.
+    forward call. A logger reads both lists, so a name lives in exactly one of them. A listed
+    attribute that does not exist yet starts at 0, as in PML.
     """
 
     def __init__(self, collect_stats=None):
@@ -23,19 +24,10 @@ class ModuleWithRecords(torch.nn.Module):
     def add_to_recordable_attributes(self, name=None, list_of_names=None, is_stat=False):
         if is_stat and not self.collect_stats:
             return
-        list_name = "_record_these_stats" if is_stat else "_record_these"
-        if not hasattr(self, list_name):
-            setattr(self, list_name, [])
-        recorded = getattr(self, list_name)
-        for n in list(list_of_names or []) + ([name] if name is not None else []):
-            if n not in recorded:
-                recorded.append(n)
-            if is_stat:
-                setattr(self, n, 0)
+        c_f.add_to_recordable_attributes(self, name, list_of_names, is_stat)
 
     def reset_stats(self):
-        for name in getattr(self, "_record_these_stats", []):
-            setattr(self, name, 0)
+        c_f.reset_stats(self)
 
 
 class ModuleWithRecordsAndReducer(ModuleWithRecords):

@@ -14,7 +14,7 @@ class HalfDotProduct(BaseDistance):
         return torch.sum(query_emb * ref_emb, dim=1) / 2
 
 
-def test_base_class_is_abstract():
+def test_base_class_is_abstract_but_pairwise_distance_is_optional():
     with pytest.raises(TypeError, match="abstract"):
         BaseDistance()
 
@@ -22,8 +22,28 @@ def test_base_class_is_abstract():
         def compute_mat(self, query_emb, ref_emb):
             return query_emb @ ref_emb.t()
 
-    with pytest.raises(TypeError, match="pairwise_distance"):
-        MatrixOnly()
+    distance = MatrixOnly(normalize_embeddings=False, power=2)
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    torch.testing.assert_close(distance(x), (x @ x.t()) ** 2)
+    with pytest.raises(NotImplementedError, match="MatrixOnly defines no pairwise_distance"):
+        distance.pairwise_distance(x, x)
+
+
+def test_subclass_may_accept_other_shapes_by_overriding_check_shapes():
+    class Flattening(BaseDistance):
+        def compute_mat(self, query_emb, ref_emb):
+            return torch.cdist(query_emb.flatten(1), ref_emb.flatten(1))
+
+        def check_shapes(self, query_emb, ref_emb):
+            pass
+
+    cubes = torch.arange(24.0).view(4, 2, 3)
+    torch.testing.assert_close(
+        Flattening(normalize_embeddings=False)(cubes),
+        torch.cdist(cubes.view(4, 6), cubes.view(4, 6)),
+    )
+    with pytest.raises(ValueError, match="query_emb must be 2D"):
+        HalfDotProduct()(cubes)
 
 
 def test_subclass_gets_normalization_and_power():

@@ -7,11 +7,13 @@ import torch
 
 from metric_runner.distances import CosineSimilarity
 from metric_runner.losses import (
+    ArcFaceLoss,
     BaseMetricLossFunction,
     ContrastiveLoss,
     GenericPairLoss,
     MultiSimilarityLoss,
     TripletMarginLoss,
+    WeightMixin,
 )
 from metric_runner.reducers import (
     AvgNonZeroReducer,
@@ -55,6 +57,21 @@ def test_embedding_regularizer_adds_its_weighted_sub_loss():
     assert loss_fn.sub_loss_names() == ["loss", "embedding_reg_loss"]
     mean_norm = torch.linalg.vector_norm(embeddings, dim=1).mean()
     torch.testing.assert_close(loss_fn(embeddings, labels), plain + 0.25 * mean_norm)
+
+
+def test_regularization_loss_entries_and_names_as_pml_exposes_them():
+    embeddings = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    loss_fn = ContrastiveLoss(embedding_regularizer=LpRegularizer(), embedding_reg_weight=0.5)
+    assert loss_fn.all_regularization_loss_names() == ["embedding_reg_loss"]
+    entry = loss_fn.embedding_regularization_loss(embeddings)
+    assert entry["reduction_type"] == "already_reduced" and entry["indices"] is None
+    assert entry["losses"].item() == pytest.approx(0.5 * (5 + 1) / 2)
+    assert ContrastiveLoss().embedding_regularization_loss(embeddings)["losses"] == 0
+    assert ContrastiveLoss().all_regularization_loss_names() == []
+    arcface = ArcFaceLoss(3, 2, weight_regularizer=LpRegularizer(), weight_reg_weight=2)
+    assert arcface.all_regularization_loss_names() == ["weight_reg_loss"]
+    assert arcface.weight_regularization_loss(embeddings)["losses"].item() == pytest.approx(6)
+    assert isinstance(arcface, WeightMixin)
 
 
 def test_do_nothing_reducer_returns_the_loss_dict_with_the_regularizer():
@@ -125,15 +142,16 @@ def test_bad_input_is_rejected_with_a_clear_message():
     loss_fn = TripletMarginLoss()
     with pytest.raises(ValueError, match="must equal number of labels"):
         loss_fn(embeddings, labels[:4])
+    # The built-in distances take 2-D rows (a custom distance may take others).
     with pytest.raises(ValueError, match="must be 2D"):
-        loss_fn(embeddings.unsqueeze(0), labels)
+        loss_fn(embeddings.unsqueeze(1), labels)
     with pytest.raises(ValueError, match="labels must be 1D"):
         loss_fn(embeddings, labels.unsqueeze(1))
     with pytest.raises(ValueError, match="cannot both be None"):
         loss_fn(embeddings)
     with pytest.raises(ValueError, match="ref_labels must be given"):
         loss_fn(embeddings, labels, ref_emb=embeddings)
-    with pytest.raises(ValueError, match="embedding size"):
+    with pytest.raises(ValueError, match="both must come from the same embedder"):
         loss_fn(embeddings, labels, ref_emb=torch.randn(3, 4), ref_labels=labels[:3])
 
 

@@ -122,7 +122,8 @@ def test_large_temperatures_do_not_overflow():
 
 @pytest.mark.parametrize("distance", [CosineSimilarity(), DotProductSimilarity()])
 def test_rejects_similarities(distance):
-    with pytest.raises(ValueError, match="smaller means closer"):
+    # Stricter than PML, which computes a meaningless number: the message says why.
+    with pytest.raises(ValueError, match="smaller means closer.*alpha - margin are distances"):
         RankedListLoss(margin=0.4, Tn=10, distance=distance)
 
 
@@ -137,3 +138,11 @@ def test_rejects_inputs_it_cannot_use():
         loss_fn(embeddings, labels, ref_emb=embeddings.clone(), ref_labels=labels)
     with pytest.raises(ValueError, match="labels"):
         loss_fn(embeddings, labels[:2])
+
+
+@pytest.mark.parametrize("imbalance", [-0.1, 1.5])
+def test_imbalance_outside_the_unit_interval_is_refused(imbalance):
+    # Outside [0, 1] one term gets a negative weight (and the loss can go negative).
+    with pytest.raises(ValueError, match="imbalance") as error:
+        RankedListLoss(margin=0.4, Tn=1, imbalance=imbalance)
+    assert isinstance(error.value, AssertionError)  # what PML raises

@@ -60,9 +60,24 @@ def test_low_temperature_stays_finite():
     assert torch.isfinite(embeddings.grad).all()
 
 
-def test_a_distance_is_rejected():
-    with pytest.raises(ValueError, match="similarity"):
-        SupConLoss(distance=LpDistance())
+def test_a_distance_is_a_negative_similarity():
+    embeddings, labels = h.tiny_batch()
+    dist = torch.cdist(embeddings, embeddings)
+    pairs = h.tiny_pairs(labels.tolist())
+    expected = hand_anchor_losses(
+        (-dist).tolist(),
+        [(i, j) for i, j, s in pairs if s],
+        [(i, j) for i, j, s in pairs if not s],
+        0.5,
+        5,
+    )
+    loss_fn = SupConLoss(temperature=0.5, distance=LpDistance(normalize_embeddings=False))
+    assert loss_fn(embeddings, labels).item() == pytest.approx(sum(expected) / 4, rel=1e-12)
+
+
+def test_zero_loss_without_negative_pairs():
+    embeddings, _ = h.tiny_batch()
+    h.assert_zero_loss_with_gradient(SupConLoss(), embeddings, torch.zeros(5, dtype=torch.long))
 
 
 RECIPES = [
@@ -72,6 +87,8 @@ RECIPES = [
         "distance": lib.distances.DotProductSimilarity(normalize_embeddings=False),
         "reducer": lib.reducers.SumReducer(),
     },
+    lambda lib: {"distance": lib.distances.LpDistance(power=2)},
+    lambda lib: {"distance": lib.distances.SNRDistance()},
 ]
 
 

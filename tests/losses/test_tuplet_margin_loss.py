@@ -125,4 +125,4 @@ def test_rejects_bad_shapes():
     with pytest.raises(ValueError, match="labels"):
         TupletMarginLoss()(embeddings, labels[:3])
     with pytest.raises(ValueError, match="2D"):
-        TupletMarginLoss()(embeddings[0], labels)
+        TupletMarginLoss()(embeddings[:, 0], labels)

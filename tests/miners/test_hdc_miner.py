@@ -89,15 +89,20 @@ def test_same_pairs_as_pml_including_the_cascade(pml, filter_percentage):
         assert tuple_sets(ours(embeddings, labels)) == tuple_sets(theirs(embeddings, labels))
 
 
-def test_ties_at_the_threshold_keep_exactly_the_requested_count():
-    # Every positive pair ties with its mirror: ceil(0.3 * 8) = 3 of them, and the first
-    # in row-major order among the tied ones.
+def test_hardest_first_and_ties_at_the_cut_as_pml(pml):
+    # Every positive pair ties with its mirror: ceil(0.3 * 8) = 3 of them, listed hardest
+    # first; which of the tied pairs at the cut is kept, and the order, are PML's (top-k).
     miner = HDCMiner(filter_percentage=0.3, distance=line_distance())
-    pos, neg = tuple_sets(miner(LINE_EMBEDDINGS, LINE_LABELS))
-    # positive distances: (0,4)=(4,0)=5 > (1,4)=(4,1)=4: keep both 5s and the first 4
-    assert pos == {(0, 4), (4, 0), (1, 4)}
-    # ceil(0.3 * 12) = 4 negatives: both at distance 1, then the first two of the six at 2
-    assert neg == {(1, 2), (2, 1), (0, 2), (1, 3)}
+    a1, p, a2, n = miner(LINE_EMBEDDINGS, LINE_LABELS)
+    dist = line_distance()(LINE_EMBEDDINGS)
+    assert dist[a1, p].tolist() == [5, 5, 4] and len(set(zip(a1.tolist(), p.tolist()))) == 3
+    # ceil(0.3 * 12) = 4 negatives: both at distance 1, then two of the six at 2
+    assert dist[a2, n].tolist() == [1, 1, 2, 2]
+    theirs = pml.miners.HDCMiner(
+        filter_percentage=0.3, distance=pml.distances.LpDistance(normalize_embeddings=False)
+    )
+    for ours_idx, their_idx in zip((a1, p, a2, n), theirs(LINE_EMBEDDINGS, LINE_LABELS)):
+        assert ours_idx.tolist() == their_idx.tolist()
 
 
 def test_float32_and_float64_mine_the_same_pairs(dtype):

@@ -77,12 +77,12 @@ def test_checkpoint_of_a_different_model_names_the_mismatch(tmp_path):
     other = torch.nn.Sequential()
     other.add_module("trunk", torch.nn.Linear(5, 3))
     with pytest.raises(CheckpointError) as error:
-        load_models(other, state, tmp_path / "best.pt")
+        load_models(dict(other.named_children()), state, tmp_path / "best.pt")
     assert "different model.trunk" in str(error.value) and "size mismatch" in str(error.value)
     matching, _ = small_state()
     matching.add_module("embedder", torch.nn.Linear(3, 2))
     with pytest.raises(CheckpointError, match="has no model.embedder"):
-        load_models(matching, state, tmp_path / "best.pt")
+        load_models(dict(matching.named_children()), state, tmp_path / "best.pt")
 
 
 def test_rng_states_round_trip_through_a_checkpoint(tmp_path):

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from metric_runner.runner import cli
-from metric_runner.runner import train as train_module
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -130,20 +129,14 @@ def test_data_and_checkpoint_problems_stop_with_one_line(
 @pytest.mark.slow
 def test_interrupted_run_resumes_from_the_command_line(monkeypatch, capsys, tmp_path):
     run_dir = tmp_path / "run"
-    save = train_module.save_checkpoint
-
-    def save_then_interrupt(state, path):
-        save(state, path)
-        if state["epoch"] == 1 and path.name == "last.pt":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
-    assert metric_run(monkeypatch, "epochs=2", "model=mlp", f"hydra.run.dir={run_dir}") == 130
+    interrupt = "callbacks=[{_target_: tests.runner.test_train.InterruptAfterEpoch, epoch: 1}]"
+    arguments = ["epochs=2", "model=mlp", f"hydra.run.dir={run_dir}"]
+    assert metric_run(monkeypatch, *arguments, interrupt) == 130
     assert f"continue with: metric-run resume={run_dir}" in capsys.readouterr().err
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
     hydra_files = {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()}
 
-    assert metric_run(monkeypatch, f"resume={run_dir}") == 0  # replays epochs=2 model=mlp
+    # Replays epochs=2 model=mlp, and the callback, which has nothing left to interrupt.
+    assert metric_run(monkeypatch, f"resume={run_dir}") == 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == hydra_files
@@ -216,3 +209,34 @@ def test_the_built_package_ships_every_config(tmp_path):
     }
     assert "metric_runner/conf/config.yaml" in expected
     assert shipped == expected
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected_extra"),
+    [
+        (["-m", "seed=0,1"], ["hydra/sweeper=grid"]),
+        (["--multirun", "seed=0,1"], ["hydra/sweeper=grid"]),
+        (["-m", "hparams_search=digits_triplet"], []),  # the preset picks optuna
+        (["-m", "hydra/sweeper=basic", "seed=0,1"], []),  # the user's choice stands
+        (["seed=1", "--cfg", "job"], []),  # not a multirun
+    ],
+)
+def test_a_multirun_gets_the_grid_sweeper_unless_one_is_chosen(arguments, expected_extra):
+    assert cli.with_default_sweeper(arguments) == [*arguments, *expected_extra]
+
+
+@pytest.mark.parametrize(("batch_size", "refused"), [(63, False), (64, True)])
+def test_fixed_set_of_triplets_needs_whole_triplets_per_batch(batch_size, refused):
+    cfg = cli.compose_config(
+        [
+            "sampler=fixed_set_of_triplets",
+            "miner=embeddings_already_packaged_as_triplets",
+            "loss=triplet",
+            f"batch_size={batch_size}",
+        ]
+    )
+    if refused:
+        with pytest.raises(cli.ConfigError, match="batch_size: .*multiple of 3.*batch_size=63"):
+            cli.check_config(cfg)
+    else:
+        cli.check_config(cfg)

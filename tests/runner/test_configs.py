@@ -17,12 +17,33 @@ from metric_runner.runner.components import (
     check_config,
 )
 from metric_runner.runner.registry import CONF_DIR, REGISTRIES, ConfigError
+from tests.datasets import fixtures
 
 SHIPPED = sorted(
     (path.parent.name, path.stem)
     for path in CONF_DIR.glob("*/*.yaml")
     if path.parent.name != "hydra"
 )
+
+
+# Small trees in each benchmark's layout (tests/datasets/fixtures.py), for their root: ???.
+ROOT_MAKERS = {
+    "cub": fixtures.make_cub,
+    "cars196": fixtures.make_cars196,
+    "sop": fixtures.make_sop,
+    "inshop": fixtures.make_inshop,
+    "inaturalist2018": fixtures.make_inaturalist2018,
+}
+
+
+def csv_root(image_root):
+    """image_root's images listed in a dataset.csv (path, class number)."""
+    rows = ["path,label"] + [
+        f"{path.relative_to(image_root)},{path.parent.name.removeprefix('class_')}"
+        for path in sorted(image_root.rglob("*.png"))
+    ]
+    (image_root / "dataset.csv").write_text("\n".join(rows) + "\n")
+    return image_root
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +71,11 @@ def build_selected(group, cfg):
     if group == "miner":
         return specs.miner.build()
     if group == "sampler":
+        labels = train.labels
+        if cfg.sampler.name == "HierarchicalSampler":  # classes and super classes of two
+            labels = torch.stack([labels, labels // 2], dim=1)
         return specs.sampler.build(
-            labels=train.labels, batch_size=cfg.batch_size, length_before_new_iter=len(train)
+            labels=labels, batch_size=cfg.batch_size, length_before_new_iter=len(train)
         )
     if group == "optimizer":
         return specs.optimizer.build(params=[torch.nn.Parameter(torch.zeros(3))])
@@ -78,10 +102,16 @@ def test_there_is_a_config_per_core_group():
 
 
 @pytest.mark.parametrize(("group", "option"), SHIPPED, ids=[f"{g}={o}" for g, o in SHIPPED])
-def test_shipped_config_composes_and_builds(group, option, image_root):
+def test_shipped_config_composes_and_builds(group, option, image_root, tmp_path):
     overrides = [f"{group}={option}"]
     if (group, option) == ("dataset", "image_folder"):
         overrides.append(f"dataset.root={image_root}")
+    if group == "dataset" and option in ROOT_MAKERS:
+        overrides.append(f"dataset.root={ROOT_MAKERS[option](tmp_path / option)}")
+    if (group, option) == ("dataset", "csv"):
+        overrides.append(f"dataset.root={csv_root(image_root)}")
+    if (group, option) == ("sampler", "fixed_set_of_triplets"):
+        overrides.append("batch_size=63")  # whole triplets per batch, as the check demands
     cfg = compose_config(overrides)
     component = build_selected(group, cfg)
     if component is not None:
@@ -94,7 +124,10 @@ def test_root_config_defaults_list_and_run_settings():
     root = OmegaConf.load(CONF_DIR / "config.yaml")
     defaults = list(root.defaults)
     assert defaults[0] == "_self_"
-    assert dict(defaults[-1]) == {"experiment": None}
+    groups = [next(iter(d)) for d in defaults[1:] if isinstance(d, dict) or hasattr(d, "keys")]
+    # experiment presets override the groups before them; debug=fast overrides everything.
+    assert groups.index("experiment") > groups.index("logger")
+    assert [g for g in groups if not g.startswith("override")][-1] == "debug"
     cfg = compose_config()
     assert (cfg.seed, cfg.device, cfg.mode, cfg.resume, cfg.checkpoint) == (
         0,
@@ -160,9 +193,8 @@ def test_self_supervised_term_is_checked_and_can_be_turned_off():
 
 
 def test_an_augmentation_that_cannot_take_the_inputs_stops_before_training():
-    model = torch.nn.Linear(64, 8)
     spec = check_config(compose_config()).self_supervised
     with pytest.raises(
         ConfigError, match=r"augmentation: cannot take .* shape \(64,\).*self_supervised=null"
     ):
-        build_self_supervised(spec, model, Digits("train", as_images=False)[0][0])
+        build_self_supervised(spec, Digits("train", as_images=False)[0][0])

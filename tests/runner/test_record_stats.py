@@ -7,9 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from metric_runner.losses import TripletMarginLoss
 from metric_runner.miners import MultiSimilarityMiner
-from metric_runner.runner import train as train_module
 from metric_runner.runner.cli import compose_config, run
-from metric_runner.runner.components import build_loss
 from metric_runner.runner.record_stats import collecting_stats, recorded_stats
 from metric_runner.utils import common_functions as c_f
 
@@ -17,26 +15,24 @@ pytestmark = pytest.mark.slow
 OVERRIDES = ["model=mlp", "self_supervised=null", "epochs=1", "batch_size=80"]
 
 
-@pytest.fixture
-def loss_inputs(monkeypatch):
-    """(built losses, [(embeddings, labels) of every loss call])."""
-    built, batches = [], []
+class WatchLossInputs:
+    """on_built: keeps the built losses and, through a forward pre-hook, the (embeddings,
+    labels) of every loss call."""
 
-    def build_and_watch(*args, **kwargs):
-        loss = build_loss(*args, **kwargs)
-        loss.register_forward_pre_hook(
-            lambda module, inputs: batches.append((inputs[0].detach().clone(), inputs[1]))
+    def __init__(self):
+        self.built, self.batches = [], []
+
+    def __call__(self, parts):
+        parts.loss.register_forward_pre_hook(
+            lambda module, inputs: self.batches.append((inputs[0].detach().clone(), inputs[1]))
         )
-        built.append(loss)
-        return loss
-
-    monkeypatch.setattr(train_module, "build_loss", build_and_watch)
-    return built, batches
+        self.built.append(parts.loss)
 
 
-def test_logged_stats_are_what_the_components_record_on_each_batch(tmp_path, loss_inputs):
-    records = run(compose_config([*OVERRIDES, "log_stats=true"]), tmp_path)
-    built, batches = loss_inputs
+def test_logged_stats_are_what_the_components_record_on_each_batch(tmp_path):
+    watch = WatchLossInputs()
+    records = run(compose_config([*OVERRIDES, "log_stats=true"]), tmp_path, on_built=watch)
+    built, batches = watch.built, watch.batches
     assert built[0].collect_stats and built[0].distance.collect_stats
     assert c_f.COLLECT_STATS is False  # switched on only while the loss and miner were built
 
@@ -66,9 +62,10 @@ def test_logged_stats_are_what_the_components_record_on_each_batch(tmp_path, los
     assert "stats" not in records[0]  # the untrained evaluation has no training step
 
 
-def test_stats_are_off_by_default(tmp_path, loss_inputs):
-    records = run(compose_config(OVERRIDES), tmp_path)
-    built, _ = loss_inputs
+def test_stats_are_off_by_default(tmp_path):
+    watch = WatchLossInputs()
+    records = run(compose_config(OVERRIDES), tmp_path, on_built=watch)
+    built = watch.built
     assert not built[0].collect_stats
     assert all("stats" not in r for r in records)
     events = EventAccumulator(str(tmp_path))

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch.utils.data import RandomSampler
 
-from metric_runner.runner import train as train_module
 from metric_runner.runner.cli import compose_config, run
 from metric_runner.runner.components import check_config
 from metric_runner.runner.registry import ConfigError
@@ -32,35 +31,23 @@ def test_a_run_with_nothing_to_train_is_refused(overrides, message):
         check_config(compose_config(overrides))
 
 
-def with_constant_train_labels(load_splits):
-    def load(dataset_spec, names):
-        splits = load_splits(dataset_spec, names)
-        train = splits["train"]
-        train.labels = torch.zeros_like(train.labels)
-        train.tensors = (train.tensors[0], train.labels)
-        return splits
-
-    return load
+def constant_train_labels(parts):
+    train = parts.train_set
+    train.labels = torch.zeros_like(train.labels)
+    train.tensors = (train.tensors[0], train.labels)
 
 
-def test_training_never_reads_a_label(tmp_path, monkeypatch):
-    samplers = []
-    make_loader = train_module.make_loader
-
-    def keep_sampler(dataset, batch_size, sampler, *args):
-        samplers.append(sampler)
-        return make_loader(dataset, batch_size, sampler, *args)
-
-    monkeypatch.setattr(train_module, "make_loader", keep_sampler)
-    records = run(compose_config(EXPERIMENT), tmp_path / "labels")
-    assert isinstance(samplers[0], RandomSampler)  # plain shuffled batches
+def test_training_never_reads_a_label(tmp_path):
+    built = []
+    records = run(compose_config(EXPERIMENT), tmp_path / "labels", on_built=built.append)
+    assert isinstance(built[0].sampler.sampler, RandomSampler)  # plain shuffled batches
     losses = [r["train_loss"] for r in records[1:]]
     assert losses[-1] < losses[0]
     for record in records:  # evaluation (with labels) is logged as usual
         assert 0 <= record["accuracies"]["test"]["mean_average_precision_at_r"] <= 1
 
     # Every training label replaced by 0: the very same run, bit for bit.
-    monkeypatch.setattr(
-        train_module, "load_splits", with_constant_train_labels(train_module.load_splits)
+    constant = run(
+        compose_config(EXPERIMENT), tmp_path / "constant", on_built=constant_train_labels
     )
-    assert run(compose_config(EXPERIMENT), tmp_path / "constant") == records
+    assert constant == records

@@ -9,11 +9,14 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from metric_runner.runner import train as train_module
+from metric_runner.datasets import Digits
+from metric_runner.runner.callbacks import Callback
 from metric_runner.runner.checkpoint import load_checkpoint
 from metric_runner.runner.cli import compose_config, run
 from metric_runner.runner.components import RunError, check_config, resolved_yaml
+from metric_runner.runner.processes import Processes
 from metric_runner.runner.registry import ConfigError
+from metric_runner.runner.train import build_sampler
 
 pytestmark = pytest.mark.slow
 METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
@@ -31,6 +34,17 @@ class NaNOnCall(torch.nn.Module):
         self.calls += 1
         loss = embeddings.pow(2).mean()
         return loss * math.nan if self.calls == self.nan_call else loss
+
+
+class InterruptAfterEpoch(Callback):
+    """Stops the run as Ctrl-C would, right after `epoch` was checkpointed."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state):
+        if state.progress.epoch == self.epoch:
+            raise KeyboardInterrupt
 
 
 def snapshot(directory):
@@ -66,7 +80,11 @@ def test_default_config_trains_evaluates_and_fills_the_run_directory(finished_ru
     assert [
         json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ] == records
-    assert (run_dir / "config.yaml").read_text() == resolved_yaml(compose_config(["epochs=1"]))
+    saved = OmegaConf.create((run_dir / "config.yaml").read_text())
+    expected = OmegaConf.create(resolved_yaml(compose_config(["epochs=1"])))
+    for config in (saved, expected):  # the sweep folder's name is the time it was composed
+        del config["sweep_name"]
+    assert saved == expected
 
     summary = (run_dir / "summary.md").read_text()
     for record, column in ((records[0], 2), (records[1], 3)):
@@ -176,24 +194,16 @@ def test_training_with_visualize_plots_each_split_at_each_evaluation(tmp_path):
 
 @pytest.mark.parametrize("interrupted_after", [0, 1])
 def test_resuming_an_interrupted_run_ends_with_exactly_the_same_metrics(
-    tmp_path, monkeypatch, interrupted_after
+    tmp_path, interrupted_after
 ):
     overrides = ["epochs=2"]
     uninterrupted = run(compose_config(overrides), tmp_path / "uninterrupted")
 
-    save = train_module.save_checkpoint
-
-    def save_then_interrupt(state, path):
-        save(state, path)
-        if state["epoch"] == interrupted_after and path.name == "last.pt":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(overrides), tmp_path / "interrupted")
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
-
     run_dir = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(overrides), run_dir, callbacks=[InterruptAfterEpoch(interrupted_after)])
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == interrupted_after
+
     resumed = run(compose_config([*overrides, f"resume={run_dir}"]), run_dir)
     assert resumed == uninterrupted  # every metric, loss and learning rate, bit for bit
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
@@ -237,3 +247,19 @@ def test_earlier_runs_are_never_touched_by_later_failures(finished_run):
     with pytest.raises(ConfigError, match="differs from the run's in loss.alpha"):
         run(compose_config(["epochs=1", "loss.alpha=3", f"resume={run_dir}"]), run_dir)
     assert snapshot(run_dir) == before
+
+
+def test_a_batch_size_that_does_not_divide_by_the_processes_is_refused():
+    cfg = compose_config(["batch_size=33", "sampler.m=11"])
+    train_set = Digits("train")
+    build_sampler(cfg, check_config(cfg), train_set, Processes(rank=0, world_size=1))  # fine
+    with pytest.raises(ConfigError, match="batch_size=33 does not divide by the 2 processes"):
+        build_sampler(cfg, check_config(cfg), train_set, Processes(rank=1, world_size=2))
+
+
+def test_debug_fast_trains_two_batches_an_epoch_and_writes_no_checkpoint(tmp_path):
+    records = run(compose_config(["debug=fast", "model=mlp"]), tmp_path)
+    assert [(r["epoch"], r["global_step"]) for r in records] == [(0, 0), (1, 2)]
+    assert not (tmp_path / "checkpoints").exists()
+    with pytest.raises(ConfigError, match="max_batches_per_epoch: must be an integer >= 1"):
+        check_config(compose_config(["max_batches_per_epoch=0"]))

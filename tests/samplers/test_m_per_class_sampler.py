@@ -4,7 +4,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from metric_runner.samplers import MPerClassSampler
-from metric_runner.samplers.m_per_class_sampler import random_subsets
+from metric_runner.samplers.m_per_class_sampler import epoch_generator, random_subsets
+from metric_runner.utils import common_functions as c_f
 
 # Imbalanced: class 1 has fewer samples (2) than m=3 used below; class 4 has one sample.
 LABELS = [0] * 5 + [1] * 2 + [2] * 7 + [3] * 4 + [4] * 1 + [5] * 6
@@ -19,7 +20,7 @@ def batches(indices, batch_size):
 @pytest.mark.parametrize("m, batch_size", [(3, 9), (2, 12), (1, 6), (3, 18)])
 def test_every_batch_has_batch_size_over_m_classes_with_m_samples_each(m, batch_size):
     for seed in range(20):
-        torch.manual_seed(seed)
+        np.random.seed(seed)
         sampler = MPerClassSampler(LABELS, m, batch_size=batch_size, length_before_new_iter=200)
         indices = list(sampler)
         assert len(indices) == len(sampler) == 200 - 200 % batch_size
@@ -38,7 +39,7 @@ def test_every_batch_has_batch_size_over_m_classes_with_m_samples_each(m, batch_
 def test_without_batch_size_each_pass_visits_every_class_once():
     m = 2
     num_classes = len(set(LABELS))
-    torch.manual_seed(0)
+    np.random.seed(0)
     sampler = MPerClassSampler(LABELS, m, length_before_new_iter=100)
     indices = list(sampler)
     single_pass = m * num_classes
@@ -75,16 +76,16 @@ def test_length_matches_pml(pml, kwargs):
     assert len(MPerClassSampler(LABELS, **kwargs)) == len(PMLMPerClassSampler(LABELS, **kwargs))
 
 
-def test_reproducible_under_manual_seed_and_generator():
+def test_reproducible_under_numpy_seed_and_generator():
     def epoch(seed=None, generator=None):
         if seed is not None:
-            torch.manual_seed(seed)
+            np.random.seed(seed)
         return list(MPerClassSampler(LABELS, 3, 9, 90, generator=generator))
 
     assert epoch(seed=5) == epoch(seed=5)
     assert epoch(seed=5) != epoch(seed=6)
     first = epoch(generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(123)  # the global RNG must not matter when a generator is given
+    np.random.seed(123)  # the global RNG must not matter when a generator is given
     assert first == epoch(generator=torch.Generator().manual_seed(1))
     # successive epochs of one sampler differ
     sampler = MPerClassSampler(LABELS, 3, 9, 90, generator=torch.Generator().manual_seed(1))
@@ -138,7 +139,7 @@ def test_random_subsets_are_uniform_distinct_sets():
     ids=["numpy", "tensor", "strings"],
 )
 def test_accepts_numpy_tensor_and_non_numeric_labels(labels):
-    torch.manual_seed(0)
+    np.random.seed(0)
     indices = list(MPerClassSampler(labels, 3, 9, 90))
     assert all(isinstance(i, int) for i in indices)
     groups = LABEL_OF[torch.tensor(indices)].reshape(-1, 3)
@@ -147,7 +148,7 @@ def test_accepts_numpy_tensor_and_non_numeric_labels(labels):
 
 def test_drives_a_dataloader():
     dataset = TensorDataset(torch.arange(len(LABELS)), LABEL_OF)
-    torch.manual_seed(0)
+    np.random.seed(0)
     loader = DataLoader(dataset, batch_size=6, sampler=MPerClassSampler(LABELS, 2, 6, 60))
     label_batches = [labels for _, labels in loader]
     assert len(label_batches) == 10
@@ -174,3 +175,28 @@ def test_drives_a_dataloader():
 def test_bad_arguments_raise_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MPerClassSampler(LABELS, **kwargs)
+
+
+def test_draws_come_from_common_functions_numpy_random(monkeypatch):
+    def epoch(seed):
+        monkeypatch.setattr(c_f, "NUMPY_RANDOM", np.random.RandomState(seed))
+        torch.manual_seed(seed + 1)  # torch's global generator plays no part
+        return list(MPerClassSampler(LABELS, 3, 9, 90))
+
+    assert epoch(0) == epoch(0) != epoch(1)
+    generator = torch.Generator()
+    assert epoch_generator(generator) is generator
+
+
+@pytest.mark.parametrize(
+    "kwargs, num_iters",
+    [
+        ({"m": 4, "batch_size": 8, "length_before_new_iter": 100}, 12),
+        ({"m": 4, "length_before_new_iter": 100}, 8),
+        ({"m": 3, "length_before_new_iter": 7}, 1),
+    ],
+)
+def test_calculate_num_iters_counts_batches_or_class_passes(kwargs, num_iters):
+    # 3 classes of 10: a pass over the classes is m * 3 indices.
+    sampler = MPerClassSampler([0] * 10 + [1] * 10 + [2] * 10, **kwargs)
+    assert sampler.calculate_num_iters() == num_iters

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -14,16 +16,14 @@ def make_tester(**kwargs):
     )
 
 
-def test_get_all_embeddings_keeps_order_and_model_modes():
+def test_get_all_embeddings_keeps_order_and_evaluates_in_eval_mode():
     trunk = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Dropout(0.9))
     trunk.train()
     dataset = two_level_dataset(n=24)
     embeddings, labels = make_tester(normalize_embeddings=False).get_all_embeddings(dataset, trunk)
     x, expected_labels = dataset.tensors
-    trunk.eval()
+    assert not trunk.training  # left in eval mode, as PML's tester leaves it
     assert torch.allclose(embeddings, trunk[0](x).detach(), atol=1e-6)  # dropout was off
-    trunk.train()
-    assert trunk.training  # and the model is back in training mode
     assert torch.equal(labels, expected_labels)
     as_numpy = make_tester(normalize_embeddings=False).get_all_embeddings(
         dataset, trunk, return_as_numpy=True
@@ -132,7 +132,7 @@ def test_description_suffixes_and_keynames():
     )
     assert (
         t.description_suffixes("val")
-        == "val_normalized_pca8_trunk_GlobalEmbeddingSpaceTester_level_0_avg_of_avgs"
+        == "val_pca8_normalized_trunk_GlobalEmbeddingSpaceTester_level_0_avg_of_avgs"
     )
     assert t.accuracies_keyname("r_precision", 2) == "r_precision_level2"
     assert t.accuracies_keyname("r_precision", average=True) == "AVERAGE_r_precision"
@@ -182,3 +182,164 @@ def test_visualizer_hook_gets_the_arguments_pmls_tester_gives(pml):
         np.testing.assert_allclose(ours[1], theirs[1], atol=1e-6)  # the 2-D points
         assert np.array_equal(ours[2], theirs[2])  # that level's labels
         assert ours[3:] == theirs[3:]  # split name, keyname "FirstTwoColumns_level<L>", epoch
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"pca": 3},
+        {"pca": 8, "use_trunk_output": True},
+        {"normalize_embeddings": False},
+        {"pca": 2, "normalize_embeddings": False, "use_trunk_output": True},
+    ],
+)
+def test_description_suffixes_match_pmls(pml, settings):
+    from pytorch_metric_learning.testers import GlobalEmbeddingSpaceTester as PMLTester
+
+    ours = make_tester(**settings).description_suffixes("accuracies")
+    assert ours == PMLTester(**settings).description_suffixes("accuracies")
+
+
+def test_test_records_the_reference_splits_of_each_query_split_query_first():
+    trunk, embedder = models()
+    splits = {"train": one_level_dataset(), "val": one_level_dataset()}
+    tester = make_tester()
+    tester.test(splits, 0, trunk, embedder, splits_to_eval=[("val", ["train", "val"])])
+    assert tester.reference_split_names == {"val": ["val", "train"]}
+    tester.test(splits, 0, trunk, embedder)
+    assert tester.reference_split_names == {"train": ["train"], "val": ["val"]}
+
+
+def pml_tester(pml, **kwargs):
+    return pml.testers.GlobalEmbeddingSpaceTester(
+        dataloader_num_workers=0, data_device="cpu", batch_size=5, **kwargs
+    )
+
+
+def dropout_models():
+    torch.manual_seed(0)
+    trunk = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Dropout(0.5))
+    return trunk, torch.nn.Linear(5, 3)
+
+
+@pytest.mark.parametrize("eval", [True, False])
+def test_get_all_embeddings_leaves_the_models_in_the_mode_pmls_does(pml, eval):
+    modes = {}
+    for name, tester in [("ours", make_tester()), ("pml", pml_tester(pml))]:
+        trunk, embedder = dropout_models()
+        tester.get_all_embeddings(one_level_dataset(), trunk, embedder, eval=eval)
+        modes[name] = (trunk.training, embedder.training)
+    assert modes["ours"] == modes["pml"] == (not eval, not eval)
+
+
+def offset_two_level_dataset():
+    """Labels that do not start at 0, so set_min_label_to_zero changes them."""
+    x, labels = two_level_dataset(n=24).tensors
+    return torch.utils.data.TensorDataset(x, labels * 3 + 7)
+
+
+def test_compute_all_embeddings_matches_pml_raw_and_without_changing_modes(pml):
+    # pca and normalization belong to get_all_embeddings: compute_all_embeddings is raw.
+    settings = dict(pca=2, set_min_label_to_zero=True, label_hierarchy_level="all")
+    dataset = offset_two_level_dataset()
+    settings["dataset_labels"] = dataset.tensors[1].numpy()
+    results = {}
+    for name, tester in [("ours", make_tester(**settings)), ("pml", pml_tester(pml, **settings))]:
+        trunk, embedder = dropout_models()
+        trunk.eval()
+        loader = torch.utils.data.DataLoader(dataset, batch_size=5)
+        results[name] = tester.compute_all_embeddings(loader, trunk, embedder)
+        assert not trunk.training and embedder.training  # modes untouched
+    (ours, our_labels), (theirs, their_labels) = results["ours"], results["pml"]
+    assert ours.shape == theirs.shape == (24, 3)
+    torch.testing.assert_close(ours, theirs)
+    assert torch.equal(our_labels, their_labels)
+    assert our_labels.min() == 0 and our_labels[:, 1].max() == 2  # mapped to ranks
+
+
+@pytest.mark.parametrize(
+    "splits_to_eval",
+    [
+        None,
+        [("b", ["a", "b", "c"])],
+        [("b", ["c", "a"])],
+        [("a", ["a"]), ("c", ["b", "c"])],
+    ],
+)
+def test_get_splits_to_compute_embeddings_matches_pml(pml, splits_to_eval):
+    splits = {name: one_level_dataset() for name in "abc"}
+    ours = make_tester().get_splits_to_compute_embeddings(splits, copy.deepcopy(splits_to_eval))
+    theirs = pml_tester(pml).get_splits_to_compute_embeddings(splits, copy.deepcopy(splits_to_eval))
+    assert ours[0] == theirs[0]  # each query split first among its references
+    assert sorted(ours[1]) == sorted(theirs[1])  # PML's order follows string hashing
+    assert len(ours[1]) == len(set(ours[1]))
+
+
+def test_get_all_embeddings_for_all_splits_and_maybe_combine_splits_match_pml(pml):
+    splits = {"a": two_level_dataset(n=24, seed=1), "b": two_level_dataset(n=18, seed=2)}
+    settings = dict(normalize_embeddings=False, label_hierarchy_level=1)
+    combined = {}
+    for name, tester in [("ours", make_tester(**settings)), ("pml", pml_tester(pml, **settings))]:
+        trunk, embedder = dropout_models()
+        per_split = tester.get_all_embeddings_for_all_splits(
+            splits, trunk, embedder, ["b", "a"], None
+        )
+        assert sorted(per_split) == ["a", "b"]
+        assert not trunk.training and not embedder.training
+        combined[name] = per_split, tester.maybe_combine_splits(per_split, ["b", "a"])
+    (ours, our_combined), (theirs, their_combined) = combined["ours"], combined["pml"]
+    for split in "ab":
+        torch.testing.assert_close(ours[split][0], theirs[split][0])
+        assert torch.equal(ours[split][1], theirs[split][1])
+    assert our_combined[0].shape == (42, 3)
+    for our_part, their_part in zip(our_combined, their_combined, strict=True):
+        torch.testing.assert_close(our_part, their_part)
+    torch.testing.assert_close(our_combined[0][:18], ours["b"][0])  # in the order asked
+
+
+def test_calculate_average_accuracies_matches_pml(pml):
+    accuracies = {
+        f"{metric}_level{level}": value
+        for metric, values in {
+            "precision_at_1": [0.5, 0.25, 0.9],
+            "r_precision": [1, 0, 0.2],
+        }.items()
+        for level, value in enumerate(values)
+    }
+    ours, theirs = dict(accuracies), dict(accuracies)
+    metrics, levels = ["precision_at_1", "r_precision"], [0, 2]
+    assert make_tester().calculate_average_accuracies(ours, metrics, levels) is None
+    assert pml_tester(pml).calculate_average_accuracies(theirs, metrics, levels) is None
+    assert ours == pytest.approx(theirs)
+    assert ours["AVERAGE_precision_at_1"] == pytest.approx(0.7)  # levels 0 and 2 only
+    assert ours["AVERAGE_r_precision"] == pytest.approx(0.6)
+
+
+def test_initialize_accuracy_calculator_and_label_mapper_match_pml(pml):
+    dataset = offset_two_level_dataset()
+    labels = {}
+    for name, tester in [("ours", make_tester()), ("pml", pml_tester(pml))]:
+        tester.accuracy_calculator = None
+        assert tester.initialize_accuracy_calculator() is None
+        assert type(tester.accuracy_calculator).__name__ == "AccuracyCalculator"
+        # Asked for after construction: the mapper follows the new settings.
+        tester.set_min_label_to_zero, tester.dataset_labels = True, dataset.tensors[1].numpy()
+        assert tester.initialize_label_mapper() is None
+        labels[name] = tester.get_all_embeddings(dataset, *models())[1]
+    assert torch.equal(labels["ours"], labels["pml"])
+    assert labels["ours"][:, 0].tolist() == (dataset.tensors[1][:, 0] - 7).div(3).long().tolist()
+
+
+def test_visualizer_hook_calls_the_users_hook_as_pmls_does(pml):
+    for tester_factory in (make_tester, lambda **kw: pml_tester(pml, **kw)):
+        calls = []
+
+        def hook(*args, calls=calls, **kwargs):
+            calls.append((args, kwargs))
+
+        tester = tester_factory(visualizer_hook=hook)
+        assert tester.original_visualizer_hook is hook
+        assert tester.reference_split_names == {}  # before any test()
+        assert tester.visualizer_hook("umap", [1], split_name="val") is None
+        assert calls == [(("umap", [1]), {"split_name": "val"})]
+        assert tester_factory().visualizer_hook(1, 2) is None  # no hook: nothing to call

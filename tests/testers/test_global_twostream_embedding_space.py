@@ -71,3 +71,31 @@ def test_only_a_split_against_itself():
     splits = {"a": TwoStreamDataset(), "b": TwoStreamDataset(seed=1)}
     with pytest.raises(ValueError, match=r"must look like \(split, \[split\]\)"):
         make_tester().test(splits, 0, trunk, embedder, splits_to_eval=[("a", ["b"])])
+
+
+def test_compute_all_embeddings_matches_pml_raw_and_without_changing_modes(pml):
+    settings = dict(dataloader_num_workers=0, data_device="cpu", pca=2)
+    results = {}
+    for name, tester in [
+        ("ours", GlobalTwoStreamEmbeddingSpaceTester(**settings)),
+        ("pml", pml.testers.GlobalTwoStreamEmbeddingSpaceTester(**settings)),
+    ]:
+        trunk, embedder = models()
+        loader = torch.utils.data.DataLoader(TwoStreamDataset(n=20), batch_size=6)
+        results[name] = tester.compute_all_embeddings(loader, trunk, embedder)
+        assert trunk.training and embedder.training  # modes untouched
+    (anchors, positives, labels), (their_anchors, their_positives, their_labels) = (
+        results["ours"],
+        results["pml"],
+    )
+    assert anchors.shape == positives.shape == (20, 3)  # raw: no pca, no normalization
+    torch.testing.assert_close(anchors, their_anchors)
+    torch.testing.assert_close(positives, their_positives)
+    # PML returns the labels as float; ours keep the dataset's integer labels.
+    assert labels.dtype == torch.int64 and torch.equal(labels.float(), their_labels)
+
+
+def test_get_all_embeddings_leaves_the_models_in_eval_mode():
+    trunk, embedder = models()
+    make_tester().get_all_embeddings(TwoStreamDataset(n=10), trunk, embedder)
+    assert not trunk.training and not embedder.training

@@ -492,10 +492,12 @@ def test_custom_knn_metric_with_k_none_gets_the_whole_ranking():
 
 def test_include_and_exclude_select_metrics():
     calc = calculator(include=("precision_at_1", "NMI"))
-    assert calc.get_curr_metrics() == ["precision_at_1", "NMI"]
+    assert calc.get_curr_metrics() == ["NMI", "precision_at_1"]  # PML's (alphabetical) order
     assert calculator(exclude=("NMI", "AMI")).get_curr_metrics() == sorted(KNN_METRICS)
     x, x_labels = column([0, 1, 2, 3]), labels([0, 0, 1, 1])
-    assert list(calc.get_accuracy(x, x_labels, include=("r_precision",))) == ["r_precision"]
+    # get_accuracy's include/exclude narrow the constructor's selection, as in PML.
+    assert list(calc.get_accuracy(x, x_labels, include=("precision_at_1",))) == ["precision_at_1"]
+    assert calc.get_accuracy(x, x_labels, include=("r_precision",)) == {}
     # A metric alone that needs neighbours gets them (mean_reciprocal_rank included). Query 2's
     # nearest are 1 and 3 at equal distance: 1 comes first (miss), so its reciprocal rank is 1/2.
     assert calculator(include=("mean_reciprocal_rank",)).get_accuracy(x, x_labels) == {

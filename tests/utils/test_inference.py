@@ -113,9 +113,17 @@ def test_custom_knn_ties_do_not_depend_on_block_size(monkeypatch):
 def test_custom_knn_blocks_of_any_size_give_the_brute_force_answer_on_ties(
     distance, ref_includes_query
 ):
-    # Points on a 3 x 3 grid (plus an offset, so cosine ties too): most rows have ties inside
-    # their k and at the boundary between kept and dropped neighbours.
-    grid = torch.randint(0, 3, (40, 2), generator=torch.Generator().manual_seed(3)).float() + 1
+    # Most rows have ties inside their k and at the boundary between kept and dropped
+    # neighbours. The ties must be exact whatever order a matrix product sums in: points on a
+    # 3 x 3 grid for L2 (integer distances), and for cosine, axis directions scaled by 1 or 2
+    # (norms are powers of two, so every normalized product is exactly -1, 0 or 1).
+    generator = torch.Generator().manual_seed(3)
+    if isinstance(distance, CosineSimilarity):
+        axes = torch.cat([torch.eye(3), -torch.eye(3)])
+        scales = torch.randint(1, 3, (40, 1), generator=generator).float()
+        grid = axes[torch.randint(0, 6, (40,), generator=generator)] * scales
+    else:
+        grid = torch.randint(0, 3, (40, 2), generator=generator).float() + 1
     query = grid if ref_includes_query else grid[:25]
     reference = grid if ref_includes_query else grid[25:]
     expected_values, expected_indices = brute_force_knn(
@@ -336,3 +344,81 @@ def test_custom_knn_on_cuda_matches_cpu():
     cpu = knn(x, 10, x, True)
     gpu = knn(x.to(TEST_DEVICE), 10, x.to(TEST_DEVICE), True)
     assert torch.equal(cpu[1], gpu[1].cpu())
+
+
+# ---------------------------------------------------------------- PML's small search helpers
+
+
+def test_batched_distance_hands_each_block_to_iter_fn_and_get_topk_collects_it(pml):
+    from pytorch_metric_learning.utils import inference as pml_inference
+
+    query, reference = torch.randn(7, 3), torch.randn(5, 3)
+    distance = LpDistance()
+    blocks = []
+    batched = inference.BatchedDistance(distance, lambda mat, s, e: blocks.append((mat, s, e)), 3)
+    batched(query, reference)
+    assert [(s, e) for _, s, e in blocks] == [(0, 3), (3, 6), (6, 9)]  # e as PML: s + batch_size
+    assert_close(torch.cat([mat for mat, _, _ in blocks]), distance(query, reference))
+    assert batched.is_inverted is False and batched.normalize_embeddings
+    for distance, largest in [(LpDistance(), False), (CosineSimilarity(), True)]:
+        found = {}
+        for name, module in [("ours", inference), ("pml", pml_inference)]:
+            values, indices = torch.zeros(7, 2), torch.zeros(7, 2, dtype=torch.long)
+            fn = module.get_topk(values, indices, 2, largest)
+            module.BatchedDistance(distance, fn, batch_size=3)(query, reference)
+            found[name] = (values, indices)
+        assert_close(found["ours"][0], found["pml"][0])
+        assert torch.equal(found["ours"][1], found["pml"][1])
+        expected = distance(query, reference).topk(2, largest=largest)
+        assert torch.equal(found["ours"][1], expected.indices)
+
+
+def test_self_match_removal_helpers_match_pml(pml):
+    from pytorch_metric_learning.utils import inference as pml_inference
+
+    x = torch.tensor([[0, 1, 2], [0, 1, 2], [5, 2, 1]])
+    own = torch.tensor([[True, False, False], [False, True, False], [False, False, True]])
+    assert torch.equal(
+        inference.mask_reshape_knn_idx(x, own), pml_inference.mask_reshape_knn_idx(x, own)
+    )
+    distances = torch.tensor([[0.0, 1, 2], [0.0, 1, 3]])
+    for indices in (torch.tensor([[0, 1, 2], [1, 0, 2]]), torch.tensor([[2, 1, 0], [2, 0, 3]])):
+        for ref_includes_query in (False, True):
+            ours = inference.return_results(distances, indices, ref_includes_query)
+            theirs = pml_inference.return_results(distances, indices, ref_includes_query)
+            assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_faiss_index_helpers_match_pml(faiss, pml):
+    from pytorch_metric_learning.utils import inference as pml_inference
+
+    query, reference = torch.randn(4, 3), torch.randn(9, 3)
+    results = [
+        module.add_to_index_and_search(faiss.IndexFlatL2(3), query, reference, 3)
+        for module in (inference, pml_inference)
+    ]
+    assert torch.equal(results[0][1], results[1][1]) and torch.equal(results[0][0], results[1][0])
+    on_cpu = inference.try_gpu(faiss.IndexFlatL2(3), query, reference, 3, False, None)
+    assert torch.equal(on_cpu[1], results[1][1])
+    assert isinstance(inference.convert_to_cpu_index(faiss.IndexFlatL2(3)), faiss.IndexFlatL2)
+    x = torch.randn(60, 5)
+    projected = inference.run_pca(x, 2)
+    assert projected.shape == (60, 2)
+    torch.testing.assert_close(projected, pml_inference.run_pca(x, 2), rtol=1e-4, atol=1e-4)
+
+
+def test_match_finder_operate_on_emb_matches_pml(pml):
+    from pytorch_metric_learning.utils import inference as pml_inference
+
+    query, reference = torch.randn(2, 3), torch.randn(4, 3)
+    for module in (inference, pml_inference):
+        finder = module.MatchFinder(LpDistance(), threshold=0.5)
+        assert finder.operate_on_emb(lambda q, r: (q, r), query, reference) == (query, reference)
+        q, r = finder.operate_on_emb(lambda q, r: (q, r), query)
+        assert q is query and r is query
+        assert finder.operate_on_emb(
+            lambda q, r, extra, key: (extra, key), query, None, 7, key=8
+        ) == (
+            7,
+            8,
+        )

@@ -189,7 +189,7 @@ def test_remove_self_comparisons_from_a_memory_bank():
     subset_triplets = (t(5, 6, 0, 7), t(0, 1, 0, 0), t(1, 1, 1, 1))
     a, p, _ = lmu.remove_self_comparisons(subset_triplets, curr_batch_idx, 8, ref_is_subset=True)
     assert as_pairs(a, p) == [(0, 0), (7, 0)]
-    with pytest.raises(ValueError, match="length 3 or 4"):
+    with pytest.raises(AssertionError, match="pair 4-tuple .* or a triplet 3-tuple"):
         lmu.remove_self_comparisons((t(0), t(1)), curr_batch_idx, 8)
 
 
@@ -497,3 +497,55 @@ def test_all_pairs_of_labels_drops_each_querys_own_column():
     a1, p, a2, n = (x.tolist() for x in indices)
     assert list(zip(a1, p)) == [(0, 1), (0, 4), (2, 3), (2, 4)]
     assert list(zip(a2, n)) == [(0, 0), (0, 2), (1, 1), (1, 2), (1, 3), (1, 4), (2, 0), (2, 2)]
+
+
+def test_ref_labels_that_are_labels_mean_the_same_set():
+    # The very object: no self pairs, exactly as with ref_labels None.
+    assert as_pairs(*lmu.get_all_pairs_indices(LABELS, LABELS)) == as_pairs(
+        *lmu.get_all_pairs_indices(LABELS)
+    )
+    pos, _ = hand_pairs(LABELS.tolist())
+    assert as_pairs(*lmu.get_all_pairs_indices(LABELS, LABELS)[:2]) == pos
+    anchors, positives, _ = lmu.get_random_triplet_indices(LABELS, LABELS, t_per_anchor=5)
+    assert not torch.any(anchors == positives)
+    # An equal copy is another set: each sample pairs with its copy.
+    pos_copy, _ = hand_pairs(LABELS.tolist(), LABELS.tolist())
+    assert as_pairs(*lmu.get_all_pairs_indices(LABELS, LABELS.clone())[:2]) == pos_copy
+    assert (0, 0) in pos_copy
+
+
+@pytest.mark.parametrize("ref_labels", [None, REF_LABELS])
+def test_all_triplets_vectorized_and_loop_methods_by_hand(ref_labels):
+    matches, diffs = lmu.get_matches_and_diffs(LABELS, ref_labels)
+    pos, neg = hand_pairs(LABELS.tolist(), None if ref_labels is None else ref_labels.tolist())
+    expected = [(a, p, n) for a, p in pos for a2, n in neg if a2 == a]
+    vectorized = lmu.get_all_triplets_indices_vectorized_method(matches.to(torch.uint8), diffs)
+    assert as_pairs(*vectorized) == expected
+    assert as_pairs(*lmu.get_all_triplets_indices_loop_method(LABELS, matches, diffs)) == expected
+
+
+def test_not_self_comparisons_in_a_wrapped_memory_bank():
+    # A batch of 3 sits at memory rows 8, 9, 0 of 10: rows [8, 1) with wrap-around.
+    curr_batch_idx = t(8, 9, 0)
+    keep = lmu.not_self_comparisons(t(0, 1, 2, 2, 1), t(8, 9, 0, 9, 4), 8, 1, curr_batch_idx, 10)
+    assert keep.tolist() == [False, False, False, True, True]
+    # With ref_is_subset the anchors are memory rows and the positives batch samples.
+    keep = lmu.not_self_comparisons(t(8, 9, 0, 5), t(0, 0, 2, 1), 8, 1, curr_batch_idx, 10, True)
+    assert keep.tolist() == [False, True, False, True]
+
+
+def test_remove_self_comparisons_refuses_uneven_tuples():
+    uneven = (t(0, 1), t(5), t(0, 1))
+    with pytest.raises(AssertionError, match=r"lengths \[2, 1, 2\]"):
+        lmu.remove_self_comparisons(uneven, t(5, 6), 8)
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (0, 3), (3, 0)])
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_any_true_equals_torch_any(shape, dim):
+    mask = torch.rand(shape) > 0.8  # rows and columns without any True among them
+    expected = torch.any(mask) if dim is None else torch.any(mask, dim=dim, keepdim=True)
+    got = lmu.any_true(mask) if dim is None else lmu.any_true(mask, dim=dim, keepdim=True)
+    assert got.dtype == torch.bool and torch.equal(got, expected)
+    transposed = mask.t()  # a non-contiguous view
+    assert torch.equal(lmu.any_true(transposed, dim=0), torch.any(transposed, dim=0))

@@ -1,12 +1,10 @@
-"""The runner's tester: overall and per-class retrieval metrics from one search, and plots."""
+"""KNNTester (the runner's tester, on GlobalEmbeddingSpaceTester): overall and per-class
+retrieval metrics from one search, and plots."""
 
 import pytest
 import torch
 
-from metric_runner.runner.cli import compose_config
-from metric_runner.runner.components import check_config
-from metric_runner.runner.evaluate import per_class_tables
-from metric_runner.runner.knn_tester import KNNTester
+from metric_runner.testers import KNNTester
 from metric_runner.utils.accuracy_calculator import AccuracyCalculator
 
 METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
@@ -21,7 +19,7 @@ def line_dataset():
 
 def make_tester(**kwargs):
     # Identity "model" and no normalization: the 1-D points are the embeddings.
-    return KNNTester(normalize_embeddings=False, batch_size=4, **kwargs)
+    return KNNTester(normalize_embeddings=False, batch_size=4, data_device="cpu", **kwargs)
 
 
 def test_per_class_values_by_hand_and_the_overall_mean_from_the_same_search():
@@ -32,7 +30,7 @@ def test_per_class_values_by_hand_and_the_overall_mean_from_the_same_search():
     # MAP@R (ranks <= R): label 0: (1 + 1 + 1/2 / 2) / 3, label 1: (0 + 1) / 2.
     model = torch.nn.Identity()
     accuracies, per_class = make_tester(return_per_class=True).evaluate(
-        model, {"val": line_dataset()}, torch.device("cpu")
+        {"val": line_dataset()}, 0, model
     )
     expected = {
         "0": {
@@ -51,10 +49,10 @@ def test_per_class_values_by_hand_and_the_overall_mean_from_the_same_search():
     assert list(per_class["val"]) == ["0", "1"]
     for label, row in expected.items():
         assert per_class["val"][label] == pytest.approx(row, abs=1e-12)
-    plain = make_tester().test(model, {"val": line_dataset()}, torch.device("cpu"))
+    plain, _ = make_tester().evaluate({"val": line_dataset()}, 0, model)
     assert accuracies["val"] == pytest.approx(plain["val"], abs=1e-12)
     assert plain["val"]["precision_at_1"] == pytest.approx(3 / 5)
-    assert make_tester().evaluate(model, {"val": line_dataset()}, torch.device("cpu"))[1] is None
+    assert make_tester().evaluate({"val": line_dataset()}, 0, model)[1] is None
 
 
 def test_per_class_matches_the_accuracy_calculator_on_clustered_data():
@@ -62,9 +60,9 @@ def test_per_class_matches_the_accuracy_calculator_on_clustered_data():
     labels = torch.arange(5).repeat_interleave(torch.tensor([3, 8, 5, 2, 6]))
     x = torch.randn(len(labels), 4, generator=generator) + labels.unsqueeze(1).float()
     dataset = torch.utils.data.TensorDataset(x, labels)
-    accuracies, per_class = KNNTester(return_per_class=True, include=METRICS + ("NMI",)).evaluate(
-        torch.nn.Identity(), {"test": dataset}, torch.device("cpu")
-    )
+    accuracies, per_class = KNNTester(
+        return_per_class=True, include=METRICS + ("NMI",), data_device="cpu"
+    ).evaluate({"test": dataset}, 0, torch.nn.Identity())
     embeddings = torch.nn.functional.normalize(x, dim=1)
     expected = AccuracyCalculator(
         include=METRICS, k="max_bin_count", return_per_class=True
@@ -72,55 +70,42 @@ def test_per_class_matches_the_accuracy_calculator_on_clustered_data():
     for metric in METRICS:
         assert [row[metric] for row in per_class["test"].values()] == expected[metric]
     assert [row["queries"] for row in per_class["test"].values()] == [3, 8, 5, 2, 6]
-    overall = KNNTester(include=METRICS).test(
-        torch.nn.Identity(), {"test": dataset}, torch.device("cpu")
+    overall, _ = KNNTester(include=METRICS, data_device="cpu").evaluate(
+        {"test": dataset}, 0, torch.nn.Identity()
     )
     for metric in METRICS:
         assert accuracies["test"][metric] == pytest.approx(overall["test"][metric], abs=1e-12)
     assert 0 < accuracies["test"]["NMI"] <= 1
 
 
-def test_per_class_tables_are_readable_markdown():
-    table = per_class_tables(
-        {
-            "test": {
-                "5": {"queries": 3, "precision_at_1": 1.0},
-                "7": {"queries": 2, "precision_at_1": 0.5},
-            }
-        }
-    )
-    assert table.splitlines() == [
-        "## test, per class",
-        "",
-        "| class | queries | precision_at_1 |",
-        "|---|---|---|",
-        "| 5 | 3 | 1.0000 |",
-        "| 7 | 2 | 0.5000 |",
-    ]
-
-
 def test_visualize_saves_a_png_per_split_only_where_asked(tmp_path):
     pytest.importorskip("matplotlib")
     splits = {"val": line_dataset(), "test": line_dataset()}
     model = torch.nn.Linear(1, 3)
-    make_tester(visualize=True).evaluate(
-        model, splits, torch.device("cpu"), plot_dir=tmp_path, epoch=4
-    )
+    make_tester(visualize=True).evaluate(splits, 4, model, plot_dir=tmp_path)
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert len(pngs) == 2 and all(name.endswith("_epoch4.png") for name in pngs)
     assert [name.split("_")[0] for name in pngs] == ["test", "val"]
     for path in tmp_path.glob("*.png"):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    make_tester(visualize=True).test(model, splits, torch.device("cpu"))  # no folder: no plot
-    make_tester().evaluate(model, splits, torch.device("cpu"), plot_dir=tmp_path / "off")
+    make_tester(visualize=True).evaluate(splits, 5, model)  # no folder: no plot
+    make_tester().evaluate(splits, 5, model, plot_dir=tmp_path / "off")
     assert len(list(tmp_path.rglob("*.png"))) == 2
 
 
-def test_switches_are_config_keys_checked_like_any_other():
-    cfg = compose_config(["tester.return_per_class=true", "tester.visualize=true"])
-    built = check_config(cfg).tester.build()
-    assert built.return_per_class and built.visualize
-    assert built.accuracy_calculator.return_per_class
-    defaults = check_config(compose_config()).tester.build()
-    assert not defaults.return_per_class and not defaults.visualize
-    assert defaults.accuracy_calculator.k == "max_bin_count"
+def test_a_split_of_queries_and_a_gallery_searches_the_gallery_only():
+    # Queries at 0 (label 0) and 10 (label 1); gallery: 9 (label 0), 1 and 11.5 (label 1).
+    # 0 -> 1 (wrong): R = 1, r_precision 0; 10 -> 9 (wrong), 11.5: R = 2, r_precision 1/2.
+    # Searching the whole split instead gives other values (checked last).
+    x = torch.tensor([[0.0], [10.0], [9.0], [1.0], [11.5]])
+    dataset = torch.utils.data.TensorDataset(x, torch.tensor([0, 1, 0, 1, 1]))
+    dataset.is_query = torch.tensor([True, True, False, False, False])
+    accuracies, _ = make_tester(include=("precision_at_1", "r_precision")).evaluate(
+        {"test": dataset}, 0, torch.nn.Identity()
+    )
+    assert accuracies["test"] == pytest.approx({"precision_at_1": 0.0, "r_precision": 0.25})
+    del dataset.is_query
+    within, _ = make_tester(include=("precision_at_1", "r_precision")).evaluate(
+        {"test": dataset}, 0, torch.nn.Identity()
+    )
+    assert within["test"] != pytest.approx(accuracies["test"])

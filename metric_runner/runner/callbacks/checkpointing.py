@@ -1,0 +1,16 @@
+from ..checkpoint import save_checkpoint
+from .hooks import Callback
+
+
+class Checkpointing(Callback):
+    """After every epoch: `best.pt` when the evaluation improved, then `last.pt` (best first:
+    a run stopped in between redoes this epoch, losing nothing)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_epoch_end(self, state):
+        checkpoint = state.state_dict()
+        if state.improved:
+            save_checkpoint(checkpoint, self.folder / "best.pt")
+        save_checkpoint(checkpoint, self.folder / "last.pt")

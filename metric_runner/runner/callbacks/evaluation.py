@@ -1,0 +1,43 @@
+from ..registry import ConfigError
+from .hooks import Callback
+
+
+class Evaluation(Callback):
+    """Every `every` epochs, the last epoch and epoch 0 (untrained): the tester's accuracies
+    on `splits` go into the record, and the monitored split/metric (higher is better) decides
+    whether this is the best evaluation so far; `stale_evals` counts those that were not."""
+
+    def __init__(self, tester, splits, trunk, embedder, every, last_epoch, monitor, plot_dir=None):
+        self.tester = tester
+        self.splits = splits
+        self.trunk, self.embedder = trunk, embedder
+        self.every, self.last_epoch = every, last_epoch
+        self.monitor = monitor
+        self.plot_dir = plot_dir
+
+    def on_epoch_end(self, state):
+        epoch = state.progress.epoch
+        if epoch % self.every != 0 and epoch != self.last_epoch:
+            return
+        accuracies, _ = self.tester.evaluate(
+            self.splits, epoch, self.trunk, self.embedder, plot_dir=self.plot_dir
+        )
+        state.record["accuracies"] = accuracies
+        state.score = monitored_score(self.monitor, accuracies)
+        progress = state.progress
+        state.improved = state.score > progress.best_score
+        if state.improved:
+            progress.best_score, progress.best_epoch, progress.stale_evals = state.score, epoch, 0
+        else:
+            progress.stale_evals += 1
+
+
+def monitored_score(monitor, accuracies):
+    split, metric = monitor
+    try:
+        return accuracies[split][metric]
+    except KeyError:
+        raise ConfigError(
+            f"early_stopping: the tester reported no {split}/{metric}; "
+            f"it reports {sorted(accuracies.get(split, {}))}"
+        ) from None

@@ -1,0 +1,82 @@
+"""The sweep's own cost per job (compose, registry check, launch, job.json/sweep.jsonl
+bookkeeping) against the 1-epoch digits job it wraps.
+
+    python scripts/bench_sweep.py              # 10 jobs (seed=0..9), metric-run epochs=1
+    python scripts/bench_sweep.py --jobs 3
+
+Four timings in this process, after one warm-up job: the jobs run one by one (compose the
+config, run it), the same jobs as `metric-run -m hydra/sweeper=grid`, that sweep again with
+every job's training replaced by nothing (what remains is the sweep's own work), and Hydra's
+basic sweeper with nothing to train (Hydra's own per-job work: composing each job's config
+twice, its job folder and logging). The issue's budget: the overhead per job at most 2% of a
+job.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from metric_runner.runner import cli
+
+
+def one_by_one(overrides_per_job, root):
+    for number, overrides in enumerate(overrides_per_job):
+        cli.run(cli.compose_config(overrides), root / str(number))
+
+
+def as_sweep(seeds, sweep_dir, extra, sweeper="grid"):
+    sys.argv = [
+        "metric-run",
+        "-m",
+        f"hydra/sweeper={sweeper}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra/job_logging=disabled",
+        *extra,
+        f"seed={','.join(map(str, seeds))}",
+    ]
+    cli.main()
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("overrides", nargs="*", default=["epochs=1"])
+    options = parser.parse_args()
+    seeds = list(range(options.jobs))
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        one_by_one([options.overrides], root / "warm-up")
+        direct = timed(one_by_one, [[*options.overrides, f"seed={s}"] for s in seeds], root / "a")
+        swept = timed(as_sweep, seeds, root / "sweep", options.overrides)
+        real_run, cli.run = cli.run, lambda cfg, run_dir, callbacks=(): []
+        try:
+            bookkeeping = timed(as_sweep, seeds, root / "empty", options.overrides)
+            hydra_alone = timed(as_sweep, seeds, root / "basic", options.overrides, "basic")
+        finally:
+            cli.run = real_run
+    job = direct / options.jobs
+    print(f"\n{options.jobs} jobs of metric-run {' '.join(options.overrides)}")
+    print(f"one by one:        {direct:8.2f} s  ({job:.3f} s per job)")
+    print(f"as a sweep:        {swept:8.2f} s  ({swept / options.jobs:.3f} s per job)")
+    overhead = bookkeeping / options.jobs
+    print(
+        f"sweep, no training: {bookkeeping:7.2f} s  ({overhead:.3f} s per job = "
+        f"{100 * overhead / job:.1f}% of a job; budget 2%)"
+    )
+    added = (bookkeeping - hydra_alone) / options.jobs
+    print(
+        f"Hydra's basic sweeper, no training: {hydra_alone:.2f} s; the grid sweeper's checks add "
+        f"{added:.3f} s per job ({100 * added / job:.1f}% of a job) to Hydra's own work"
+    )
+
+
+if __name__ == "__main__":
+    main()
