@@ -186,7 +186,7 @@ def main():
                 results[case] = in_subprocess(case, n, args.repeat)
             print(f"n={n} {case}: {results[case]}", file=sys.stderr, flush=True)
         rows += table_rows(n, results)
-    print("\n".join(rows_to_markdown(rows)))
+    print(rows_to_markdown(rows))
 
 
 def ratio(numerator, denominator):
@@ -267,8 +267,10 @@ def rows_to_markdown(rows):
         "peak MB ours / faiss / PML",
         "MAP@R",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from metric_runner.runner.run_log import markdown_table
+
+    return markdown_table([header, *rows])
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from metric_runner.datasets.image_pipeline import (
     image_transform,
 )
 from metric_runner.runner.data import make_loader
+from metric_runner.runner.run_log import markdown_table
 
 NUM_CLASSES = 20
 
@@ -98,8 +99,7 @@ def main():
     )
     with tempfile.TemporaryDirectory() as folder:
         paths, labels = make_jpeg_folder(Path(folder), arguments.images)
-        print("| pipeline | ours (img/s) | torchvision ImageFolder (img/s) | ratio |")
-        print("|---|---|---|---|")
+        rows = [["pipeline", "ours (img/s)", "torchvision ImageFolder (img/s)", "ratio"]]
         for train in (True, False):
             torch.manual_seed(0)
             ours = ImageFiles(paths, labels, image_transform(train))
@@ -116,10 +116,9 @@ def main():
             our_speed, _ = images_per_second(our_loader, device)
             reference_speed, _ = images_per_second(reference_loader, device)
             name = "train" if train else "eval"
-            print(
-                f"| {name} | {our_speed:.0f} | {reference_speed:.0f} | "
-                f"{our_speed / reference_speed:.2f}x |"
-            )
+            ratio = f"{our_speed / reference_speed:.2f}x"
+            rows.append([name, f"{our_speed:.0f}", f"{reference_speed:.0f}", ratio])
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

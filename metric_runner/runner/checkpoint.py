@@ -8,6 +8,7 @@ the early-stopping state, every RNG state, and the resolved config with its hash
 import hashlib
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,10 @@ RUN_CONTROL_KEYS = (
     "sweep_name",
     "paths",
 )
+
+
+# `${epochs}`, `${model.embedding_size}`: an absolute reference to another config key.
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
 
 
 class CheckpointError(RuntimeError):
@@ -99,11 +104,33 @@ def config_hash(cfg):
 
 
 def differing_keys(cfg, saved_yaml):
-    """Dotted keys whose values differ between cfg and a saved config (run-control excluded)."""
+    """Dotted keys whose values differ between cfg and a saved config, named as a user sets
+    them: a key that only copies others (`sampler.batch_size: ${batch_size}`) is named by those,
+    so keys computed from run-control keys (`scheduler.T_max: ${epochs}`) are left out too."""
     current = flatten(OmegaConf.to_container(cfg, resolve=True))
     saved = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=True))
-    keys = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
-    return [k for k in keys if k.split(".")[0] not in RUN_CONTROL_KEYS]
+    sources = interpolation_sources(cfg)
+    changed = (k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
+    named = {source for key in changed for source in sources.get(key, [key])}
+    return sorted(k for k in named if k.split(".")[0] not in RUN_CONTROL_KEYS)
+
+
+def interpolation_sources(cfg):
+    """{dotted key: the keys its value interpolates}, followed to keys holding values
+    (resolvers such as `${now:...}` are not keys)."""
+    raw = flatten(OmegaConf.to_container(cfg, resolve=False))
+    direct = {
+        key: INTERPOLATION.findall(value)
+        for key, value in raw.items()
+        if isinstance(value, str) and INTERPOLATION.search(value)
+    }
+
+    def origins(key, seen=()):
+        if key not in direct or key in seen:
+            return [key]
+        return [o for source in direct[key] for o in origins(source, (*seen, key))]
+
+    return {key: origins(key) for key in direct}
 
 
 def flatten(container, prefix=""):

@@ -11,7 +11,9 @@ run with one line on stderr and a non-zero exit code, before any run directory i
 they can be found from the config alone.
 """
 
+import logging
 import re
+import shutil
 import sys
 from functools import partial
 from pathlib import Path
@@ -20,10 +22,12 @@ import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from ..datasets.base_dataset import DatasetError
 from .checkpoint import CheckpointError
-from .components import RunError, check_config
+from .components import RunError, check_config, pick_device
 from .evaluate import evaluate_checkpoint
 from .help import help_text
 from .processes import join_process_group, launched_processes, rank0_value
@@ -38,6 +42,12 @@ NOT_REPLAYED = ("resume", "checkpoint", "mode")
 QUIET_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
 # Processes other than rank 0 under torchrun: rank 0 writes and logs for all.
 SILENT_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=disabled")
+# What Hydra (and the job record) put into a run directory before the run itself writes.
+BEFORE_THE_RUN = {".hydra", "metric-run.log", "job.json"}
+# Run directories that existed before this process started Hydra: never removed on a failure.
+EARLIER_RUN_DIRS = set()
+# The runner's messages; Hydra's job logging sends them to the console and metric-run.log.
+logger = logging.getLogger("metric_runner")
 
 
 def run(cfg, run_dir, callbacks=(), on_built=None):
@@ -80,6 +90,7 @@ def main():
         arguments = with_shared_run_dir(arguments, launched_processes())
     except tuple(EXIT_CODES) as error:
         exit_with(error)
+    remember_earlier_run_dir(arguments)
     sys.argv = [sys.argv[0], *arguments]
     hydra_app()
 
@@ -90,8 +101,14 @@ def hydra_app(cfg):
     score, so any Hydra sweeper can optimise it."""
     run_dir = HydraConfig.get().runtime.output_dir
     try:
-        return run_job(cfg, run_dir, partial(run, callbacks=[TrialReporting()]))
+        warn_about_ignored_amp(cfg)
+        logger.info("%s run in %s", cfg.mode, run_dir)
+        score = run_job(cfg, run_dir, partial(run, callbacks=[TrialReporting()]))
+        logger.info("%s run finished; monitored score: %s", cfg.mode, score)
+        return score
     except tuple(EXIT_CODES) as error:
+        log_to_files(logging.ERROR, str(error))
+        remove_unstarted_run_dir(cfg, Path(run_dir))
         exit_with(error)
     except KeyboardInterrupt:
         hint = f"; continue with: metric-run resume={run_dir}" if cfg.mode == "train" else ""
@@ -101,7 +118,45 @@ def hydra_app(cfg):
 
 def exit_with(error):
     print(f"metric-run: error: {error}", file=sys.stderr)
-    sys.exit(EXIT_CODES[type(error)])
+    sys.exit(exit_code(error))
+
+
+def exit_code(error):
+    """As the README documents: 2 for a config mistake, 1 for data, checkpoint and NaN
+    problems (a dataset's own error reaches here wrapped in the ConfigError of its config)."""
+    if isinstance(error.__cause__ or error.__context__, DatasetError):
+        return 1
+    return EXIT_CODES[type(error)]
+
+
+def warn_about_ignored_amp(cfg):
+    if cfg.get("amp") and pick_device(cfg.device).type != "cuda":
+        logger.warning("amp=true is ignored: mixed precision runs on CUDA only")
+
+
+def log_to_files(level, message):
+    """`message` into the log files only: the console gets it once, on stderr, from exit_with."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def remember_earlier_run_dir(arguments):
+    given = override_value(arguments, "hydra.run.dir")
+    if given and Path(given.strip("'")).expanduser().exists():
+        EARLIER_RUN_DIRS.add(Path(given.strip("'")).expanduser().resolve())
+
+
+def remove_unstarted_run_dir(cfg, run_dir):
+    """A single run that failed before writing anything leaves no directory behind; a sweep
+    keeps its jobs' failure records, a resumed or earlier run its directory."""
+    if HydraConfig.get().mode != RunMode.RUN or cfg.get("resume"):
+        return
+    if run_dir.resolve() in EARLIER_RUN_DIRS or not run_dir.is_dir():
+        return
+    if {p.name for p in run_dir.iterdir()} <= BEFORE_THE_RUN:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def prepare(arguments):
@@ -139,7 +194,8 @@ def with_default_sweeper(arguments):
 
 def resume_arguments(run_dir, arguments):
     """The resumed run's own overrides (so `metric-run resume=DIR` needs nothing else), then
-    these, then: write into that directory and leave Hydra's files and log there untouched."""
+    these, then: write into that directory and leave Hydra's files and log there untouched.
+    `epochs` is the run's latest (its config.yaml), so an extended run stays extended."""
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         raise ConfigError(
             f"resume: {run_dir} is not a metric-run run directory (no checkpoints/last.pt)"
@@ -148,6 +204,10 @@ def resume_arguments(run_dir, arguments):
     saved = list(OmegaConf.load(saved_path)) if saved_path.is_file() else []
     given = {key_of(a) for a in arguments}
     replayed = [a for a in saved if key_of(a) not in given and key_of(a) not in NOT_REPLAYED]
+    latest = run_dir / "config.yaml"
+    if "epochs" not in given and latest.is_file():
+        epochs = OmegaConf.load(latest).get("epochs")
+        replayed = [a for a in replayed if key_of(a) != "epochs"] + [f"epochs={epochs}"]
     return [
         *replayed,
         *arguments,

@@ -2,22 +2,32 @@
 
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from .callbacks.tensorboard_log import write_evaluation
-from .checkpoint import load_checkpoint, load_models
+from .checkpoint import flatten, load_checkpoint, load_models
 from .components import build_model, check_config, checkpoint_file, load_splits, pick_device
 from .run_log import append_record, summary_table
 
+# What was trained and how it is scored: mode=test takes these from the checkpoint's config.
+SAVED_SECTIONS = ("model", "dataset", "transform", "tester")
 
-def evaluate_checkpoint(cfg, run_dir):
+
+def evaluate_checkpoint(cfg, run_dir, overrides=None):
     """Evaluate the checkpoint's model on val and test; writes metrics.jsonl and summary.md
     into `run_dir` (with tester.return_per_class, the per-class values too; with
-    tester.visualize, a scatter plot PNG per split). Returns the evaluation record."""
-    specs = check_config(cfg)
+    tester.visualize, a scatter plot PNG per split). Returns the evaluation record.
+
+    The model, dataset, transform and tester are the checkpoint's (its saved config), except
+    what `overrides` (the command line's; by default command_line_overrides) set."""
+    check_config(cfg)
     device = pick_device(cfg.device)
     path = checkpoint_file(cfg.checkpoint)
     state = load_checkpoint(path)
+    overrides = command_line_overrides(cfg) if overrides is None else overrides
+    specs = check_config(with_saved_sections(cfg, state["config"], overrides))
     splits = load_splits(specs.dataset, ("val", "test"))
     model, _ = build_model(specs, splits["test"])
     models = dict(model.named_children())
@@ -42,6 +52,50 @@ def evaluate_checkpoint(cfg, run_dir):
     (run_dir / "summary.md").write_text(f"# Test of {path}\n\n{table}")
     print(f"\n{table}\nRun directory: {run_dir}")
     return record
+
+
+def command_line_overrides(cfg):
+    """Hydra's task overrides; a config composed without Hydra's app (`run(compose_config(...))`)
+    has none to show, so the keys of SAVED_SECTIONS that differ from the default config stand
+    in for them (a section whose keys differ: a group choice, the whole section)."""
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    from .cli import compose_config  # cli imports this module
+
+    default = compose_config()
+    overrides = []
+    for section in SAVED_SECTIONS:
+        mine, theirs = (flat_section(c, section) for c in (cfg, default))
+        if mine.keys() != theirs.keys():
+            overrides.append(f"{section}=")
+        else:
+            overrides += [f"{key}=" for key in mine if mine[key] != theirs[key]]
+    return overrides
+
+
+def flat_section(cfg, section):
+    container = OmegaConf.to_container(cfg, resolve=True).get(section) or {}
+    return flatten(container, f"{section}.")
+
+
+def with_saved_sections(cfg, saved_yaml, overrides):
+    """cfg with SAVED_SECTIONS taken from the checkpoint's config, except the keys `overrides`
+    set (a group choice such as `model=mlp`: its whole section); prints one line naming those."""
+    saved = OmegaConf.create(saved_yaml)
+    typed = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    typed = [key for key in typed if key.split(".")[0] in SAVED_SECTIONS]
+    merged = cfg.copy()
+    with open_dict(merged):
+        for section in (s for s in SAVED_SECTIONS if s not in typed):
+            if section in saved:
+                merged[section] = saved[section]
+            else:
+                merged.pop(section, None)
+        for key in (k for k in typed if "." in k):
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+    if typed:
+        print(f"mode=test: from the command line instead of the checkpoint: {', '.join(typed)}")
+    return merged
 
 
 def per_class_tables(per_class):

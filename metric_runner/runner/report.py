@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .run_log import markdown_table
+
 # Keys that say how a run was run, not what it trained: never a row label.
 NOT_A_LABEL = {
     "mode",
@@ -339,12 +341,6 @@ def comparison_cells(row, baseline, metric):
 
 def format_ci(mean, half):
     return f"{mean:.4f}" if math.isnan(half) else f"{mean:.4f} ± {half:.4f}"
-
-
-def markdown_table(lines):
-    out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
-    out += ["| " + " | ".join(cells) + " |" for cells in lines[1:]]
-    return "\n".join(out)
 
 
 def html_table(lines):

@@ -18,10 +18,24 @@ def append_record(path, record):
         file.write(json.dumps(record) + "\n")
 
 
-def write_atomically(path, text):
+def write_atomically(path, content):
+    """Write `content` (text, or a function that writes the file at the path it is given, such
+    as `partial(torch.save, state)`) next to `path`, then rename: a crash never leaves a
+    half-written `path`. The project's one atomic write."""
     temporary = Path(str(path) + ".tmp")
-    temporary.write_text(text)
+    if callable(content):
+        content(temporary)
+    else:
+        temporary.write_text(content)
     os.replace(temporary, path)
+
+
+def markdown_table(rows):
+    """A markdown table: `rows[0]` the header, each cell converted with str. The project's one
+    markdown table builder."""
+    header, *body = rows
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, cells)) + " |" for cells in body])
 
 
 def training_columns(records, monitor_split, monitor_metric):
@@ -47,10 +61,10 @@ def summary_table(columns):
     """Markdown table: a row per (split, metric), a column per titled evaluation record."""
     if not columns:
         return "No evaluation was run.\n"
-    lines = ["| split | metric | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    rows = [["split", "metric", *columns]]
     first = next(iter(columns.values()))
     for split, metrics in first["accuracies"].items():
         for metric in metrics:
             values = [f"{r['accuracies'][split][metric]:.4f}" for r in columns.values()]
-            lines.append(f"| {split} | {metric} | " + " | ".join(values) + " |")
-    return "\n".join(lines) + "\n"
+            rows.append([split, metric, *values])
+    return markdown_table(rows) + "\n"

@@ -7,6 +7,7 @@ Under torchrun each process trains its share of every batch; rank 0 evaluates an
 """
 
 import logging
+import math
 import random
 from contextlib import contextmanager
 from dataclasses import replace
@@ -68,6 +69,7 @@ from .run_log import read_records, summary_table, training_columns, write_atomic
 from .state import TrainingState
 
 PLATEAU = torch.optim.lr_scheduler.ReduceLROnPlateau
+COSINE = torch.optim.lr_scheduler.CosineAnnealingLR
 EXTRA_TERM_LOSSES = (MetricLossOnly.calculate_loss, TrainWithClassifier.calculate_loss)
 
 
@@ -106,7 +108,9 @@ def train(cfg, run_dir, callbacks=(), on_built=None):
         config_hash=config_hash(cfg),
     )
     if resumed is not None:
+        planned = parts.scheduler.T_max if isinstance(parts.scheduler, COSINE) else None
         state.load_state_dict(resumed[1], resumed[0])
+        replan_cosine(parts.scheduler, planned)
     own = runner_callbacks(cfg, parts, run_dir) if processes.is_main else []
     hooks = TrainerHooks(
         state,
@@ -401,13 +405,30 @@ def load_resumed_checkpoint(cfg):
     if not path.is_file():
         raise ConfigError(f"resume: {path} not found; resume takes a metric-run run directory")
     state = load_checkpoint(path)
-    if state["config_hash"] != config_hash(cfg):
-        keys = differing_keys(cfg, state["config"])
+    keys = differing_keys(cfg, state["config"]) if state["config_hash"] != config_hash(cfg) else []
+    if keys:
         raise ConfigError(
             f"resume: this config differs from the run's in {', '.join(keys)}; drop those "
             "overrides to continue the run, or start a new run"
         )
     return path, state
+
+
+def replan_cosine(scheduler, t_max):
+    """Resuming with a new `epochs` (a cosine schedule's T_max: ${epochs}) re-plans the cosine
+    over the new total: from the resumed epoch on, the rates are those of a run planned for the
+    new total from the start, lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2
+    after t scheduler steps. Other schedulers continue from their saved state."""
+    if t_max is None or scheduler.T_max == t_max:
+        return
+    scheduler.T_max = t_max
+    progress = (1 + math.cos(math.pi * scheduler.last_epoch / t_max)) / 2
+    rates = [
+        scheduler.eta_min + (base - scheduler.eta_min) * progress for base in scheduler.base_lrs
+    ]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports until the next step
 
 
 def seed_everything(seed):

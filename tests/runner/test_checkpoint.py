@@ -3,6 +3,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from metric_runner.runner import checkpoint
 from metric_runner.runner.checkpoint import (
@@ -102,3 +103,14 @@ def test_config_hash_ignores_how_to_run_but_not_what_to_train():
     changed = compose_config(["loss.alpha=3", "optimizer.lr=0.5"])
     assert config_hash(changed) != config_hash(base)
     assert differing_keys(changed, resolved_yaml(base)) == ["loss.alpha", "optimizer.lr"]
+
+
+def test_differing_keys_names_what_the_user_set_not_keys_derived_from_it():
+    base = compose_config(["loss=triplet"])
+    longer = compose_config(["loss=triplet", "epochs=40"])  # scheduler.T_max: ${epochs}
+    assert longer.scheduler.T_max == 40 and differing_keys(longer, resolved_yaml(base)) == []
+    changed = compose_config(["loss=triplet", "epochs=40", "loss.margin=0.3"])
+    assert differing_keys(changed, resolved_yaml(base)) == ["loss.margin"]
+    copied = OmegaConf.create({"batch_size": 64, "sampler": {"batch_size": "${batch_size}"}})
+    saved = OmegaConf.to_yaml(OmegaConf.merge(copied, {"batch_size": 32}), resolve=True)
+    assert differing_keys(copied, saved) == ["batch_size"]

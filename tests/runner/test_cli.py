@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from metric_runner.runner import cli
@@ -100,9 +101,9 @@ def truncated_checkpoint(finished_run, tmp_path):
         (
             ["dataset=image_folder", "dataset.root=/nonexistent/images"],
             "'/nonexistent/images' is not a folder",
-            2,
+            1,
         ),
-        (["dataset=image_folder", "dataset.root={empty}"], "holds no images", 2),
+        (["dataset=image_folder", "dataset.root={empty}"], "holds no images", 1),
         (["sampler.m=200", "batch_size=200"], "sampler.m=200 but training class 0 has only", 1),
         (["mode=test", "checkpoint={truncated}"], "it may be truncated", 1),
         (["mode=test", "checkpoint={run}", "model=mlp"], "holds a different model.trunk", 1),
@@ -124,6 +125,7 @@ def test_data_and_checkpoint_problems_stop_with_one_line(
     assert exit_code == code
     assert expected in one_error_line(capsys)
     assert sorted(p.name for p in finished_run[0].rglob("*")) == before
+    assert not (tmp_path / "new_run").exists()  # a run that never started leaves no directory
 
 
 @pytest.mark.slow
@@ -240,3 +242,61 @@ def test_fixed_set_of_triplets_needs_whole_triplets_per_batch(batch_size, refuse
             cli.check_config(cfg)
     else:
         cli.check_config(cfg)
+
+
+def metric_run_process(tmp_path, *arguments):
+    """`python -m metric_runner ARGUMENTS` in tmp_path, on one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPOSITORY), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "metric_runner", *arguments],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected", "code"),
+    [
+        (["dataset=cub", "dataset.root=/nonexistent/cub"], "'/nonexistent/cub' is not a folder", 1),
+        (["device=cuda"], "device: cuda requested but no CUDA device is available", 2),
+    ],
+)
+def test_a_run_failing_after_hydra_started_leaves_no_run_directory(
+    tmp_path, arguments, expected, code
+):
+    if "device=cuda" in arguments and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result = metric_run_process(tmp_path, *arguments, "hydra.run.dir=runs/new")
+    assert result.returncode == code, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("metric-run: error: ") and expected in line
+    assert not (tmp_path / "runs" / "new").exists()
+
+
+def test_a_failing_run_never_removes_an_earlier_directory(tmp_path):
+    earlier = tmp_path / "earlier"
+    (earlier / ".hydra").mkdir(parents=True)
+    (earlier / "metric-run.log").write_text("an earlier run's line\n")
+    result = metric_run_process(
+        tmp_path, "dataset=cub", "dataset.root=/nonexistent/cub", f"hydra.run.dir={earlier}"
+    )
+    assert result.returncode == 1, result.stderr
+    assert (earlier / "metric-run.log").read_text().startswith("an earlier run's line\n")
+
+
+@pytest.mark.slow
+def test_the_run_log_holds_the_runs_lines_and_amp_on_cpu_is_reported_once(tmp_path):
+    result = metric_run_process(
+        tmp_path, "epochs=1", "model=mlp", "amp=true", "device=cpu", "hydra.run.dir=out"
+    )
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "out" / "metric-run.log").read_text()
+    warning = "amp=true is ignored: mixed precision runs on CUDA only"
+    assert log.count(warning) == 1 and result.stdout.count(warning) == 1
+    assert "[metric_runner][INFO] - train run in " in log
+    assert "train run finished; monitored score: 0." in log
+    assert "| val | mean_average_precision_at_r |" in result.stdout  # the table stays on stdout

@@ -1,8 +1,11 @@
-"""mode=test's helpers: the per-class tables, and the tester's switches as config keys."""
+"""mode=test: the checkpoint's own config, the per-class tables, the tester's switches."""
 
-from metric_runner.runner.cli import compose_config
+import pytest
+
+from metric_runner.runner.checkpoint import CheckpointError
+from metric_runner.runner.cli import compose_config, run
 from metric_runner.runner.components import check_config
-from metric_runner.runner.evaluate import per_class_tables
+from metric_runner.runner.evaluate import evaluate_checkpoint, per_class_tables
 
 
 def test_per_class_tables_are_readable_markdown():
@@ -32,3 +35,41 @@ def test_switches_are_config_keys_checked_like_any_other():
     defaults = check_config(compose_config()).tester.build()
     assert not defaults.return_per_class and not defaults.visualize
     assert defaults.accuracy_calculator.k == "max_bin_count"
+
+
+MLP_RUN = ["model=mlp", "dataset.as_images=false", "self_supervised=null", "epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    """(run directory, metrics.jsonl records) of a one-epoch `model=mlp` run."""
+    run_dir = tmp_path_factory.mktemp("runs") / "mlp"
+    return run_dir, run(compose_config(MLP_RUN), run_dir)
+
+
+@pytest.mark.slow
+def test_mode_test_takes_model_dataset_and_tester_from_the_checkpoint(mlp_run, tmp_path, capsys):
+    run_dir, records = mlp_run
+    last = run_dir / "checkpoints" / "last.pt"
+    record = run(compose_config(["mode=test", f"checkpoint={last}"]), tmp_path / "test")
+    assert record["epoch"] == records[-1]["epoch"] == 1
+    for split in ("val", "test"):
+        assert record["accuracies"][split] == pytest.approx(records[-1]["accuracies"][split])
+    assert "instead of the checkpoint" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_command_line_override_wins_over_the_checkpoint_and_is_reported(
+    mlp_run, tmp_path, capsys
+):
+    run_dir, records = mlp_run
+    overrides = ["mode=test", f"checkpoint={run_dir}", "tester.return_per_class=true"]
+    record = evaluate_checkpoint(compose_config(overrides), tmp_path / "test", overrides)
+    assert set(record["per_class"]) == {"val", "test"}
+    best = next(r for r in records if r["epoch"] == record["epoch"])
+    assert record["accuracies"]["test"] == pytest.approx(best["accuracies"]["test"])
+    out = capsys.readouterr().out
+    assert "from the command line instead of the checkpoint: tester.return_per_class\n" in out
+    chosen = ["mode=test", f"checkpoint={run_dir}", "model=small_cnn", "dataset.as_images=true"]
+    with pytest.raises(CheckpointError, match="holds a different model.trunk"):
+        evaluate_checkpoint(compose_config(chosen), tmp_path / "cnn", chosen)

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from metric_runner.datasets import Digits
 from metric_runner.runner.callbacks import Callback
 from metric_runner.runner.checkpoint import load_checkpoint
-from metric_runner.runner.cli import compose_config, run
+from metric_runner.runner.cli import compose_config, resume_arguments, run
 from metric_runner.runner.components import RunError, check_config, resolved_yaml
 from metric_runner.runner.processes import Processes
 from metric_runner.runner.registry import ConfigError
@@ -263,3 +263,25 @@ def test_debug_fast_trains_two_batches_an_epoch_and_writes_no_checkpoint(tmp_pat
     assert not (tmp_path / "checkpoints").exists()
     with pytest.raises(ConfigError, match="max_batches_per_epoch: must be an integer >= 1"):
         check_config(compose_config(["max_batches_per_epoch=0"]))
+
+
+def test_a_finished_run_extended_with_epochs_replans_its_cosine_schedule(tmp_path):
+    overrides = ["model=mlp", "dataset.as_images=false", "self_supervised=null", "loss=triplet"]
+    run_dir = tmp_path / "run"
+    run(compose_config([*overrides, "epochs=2"]), run_dir)
+    with pytest.raises(ConfigError) as refused:
+        run(
+            compose_config([*overrides, "epochs=3", "loss.margin=0.3", f"resume={run_dir}"]),
+            run_dir,
+        )
+    assert "differs from the run's in loss.margin;" in str(refused.value)
+
+    records = run(compose_config([*overrides, "epochs=3", f"resume={run_dir}"]), run_dir)
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 3
+    # lr of epoch e: after e - 1 scheduler steps; epochs 1-2 as planned over 2, epoch 3 over 3
+    rates = [next(iter(r["lr"].values())) for r in records[1:]]
+    cosine = [(1 + math.cos(math.pi * t / total)) / 2 for t, total in ((0, 2), (1, 2), (2, 3))]
+    assert rates == pytest.approx([0.001 * c for c in cosine])  # [1e-3, 5e-4, 2.5e-4]
+    # a later `metric-run resume=RUN` continues the extended run, not the original 2 epochs
+    assert "epochs=3" in resume_arguments(run_dir, [f"resume={run_dir}"])
