@@ -240,6 +240,14 @@ def neg_pairs_from_tuple(indices_tuple):
     return indices_tuple[2], indices_tuple[3]
 
 
+def tuple_lengths(indices_tuple):
+    """The lengths of a tuple's index tensors; a LazyIndexTuple knows them without building
+    its (possibly millions of) indices."""
+    if isinstance(indices_tuple, LazyIndexTuple):
+        return list(indices_tuple.lengths)
+    return [len(x) for x in indices_tuple]
+
+
 def check_tuple_lengths(indices_tuple, name):
     """A pair 4-tuple (a1, p, a2, n) with len(a1) == len(p) and len(a2) == len(n), or a
     triplet 3-tuple of equal lengths: PML asserts both (and its miners raise TypeError for
@@ -249,7 +257,7 @@ def check_tuple_lengths(indices_tuple, name):
             f"{name} must be a pair 4-tuple (a1, p, a2, n) or a triplet 3-tuple (a, p, n), "
             f"got {len(indices_tuple)} tensors"
         )
-    lengths = [len(x) for x in indices_tuple]
+    lengths = tuple_lengths(indices_tuple)
     groups = [lengths] if len(lengths) == 3 else [lengths[:2], lengths[2:]]
     if any(len(set(group)) != 1 for group in groups):
         raise InvalidArgumentError(
