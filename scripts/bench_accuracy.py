@@ -4,6 +4,7 @@ search, on clustered 128-d float32 embeddings with query = reference and 100 sam
     python scripts/bench_accuracy.py                       # 10k, 50k and 200k queries
     python scripts/bench_accuracy.py --k-none-max 10000    # plus the k=None cases up to 10k
     python scripts/bench_accuracy.py --sizes 50000 --k-none-max 50000 --cases ours_knn_full
+    python scripts/bench_accuracy.py --sizes 10000 --out results/accuracy   # + .json and .md
 
 Every case runs in its own subprocess, so its peak RSS (resource.getrusage) is its own; with
 --repeat, each case runs that many times and the fastest run counts (the machine is shared).
@@ -21,14 +22,29 @@ the five ranking metrics, which is what compares with the bare faiss search.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench_harness import Table, add_out_argument, process_peak_rss_bytes, write_results
+
 DIM = 128
 PER_CLASS = 100
+HEADER = [
+    "queries",
+    "k",
+    "ours total s",
+    "ours k-NN part s",
+    "ours k-means s",
+    "bare faiss s",
+    "PML total s",
+    "PML k-NN part s",
+    "ours k-NN ÷ faiss",
+    "ours ÷ PML",
+    "peak MB ours / faiss / PML",
+    "MAP@R",
+]
 
 
 def make_data(n, seed=0):
@@ -43,7 +59,7 @@ def make_data(n, seed=0):
 
 
 def peak_rss_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return process_peak_rss_bytes() / 2**30
 
 
 class Clock:
@@ -157,6 +173,7 @@ def main():
     parser.add_argument("--pml-max-gb", type=float, default=8.0)
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the fastest counts")
     parser.add_argument("--cases", nargs="+", help="run only these cases (default: all)")
+    add_out_argument(parser)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,7 +186,8 @@ def main():
         has_pml = True
     except ModuleNotFoundError:
         has_pml = False
-    rows = []
+    table = Table("AccuracyCalculator, k-NN search and clustering", HEADER)
+    all_results = {}
     for n in args.sizes:
         cases = ["faiss", "ours", "pml"] + (
             ["ours_knn_full", "pml_knn_full"] if n <= args.k_none_max else []
@@ -185,8 +203,11 @@ def main():
             else:
                 results[case] = in_subprocess(case, n, args.repeat)
             print(f"n={n} {case}: {results[case]}", file=sys.stderr, flush=True)
-        rows += table_rows(n, results)
-    print(rows_to_markdown(rows))
+        for row in table_rows(n, results):
+            table.add(*row)
+        all_results[str(n)] = results
+    print(table.markdown())
+    write_results(args.out, "bench_accuracy", [table], all_results)
 
 
 def ratio(numerator, denominator):
@@ -250,27 +271,6 @@ def table_rows(n, results):
             ]
         )
     return rows
-
-
-def rows_to_markdown(rows):
-    header = [
-        "queries",
-        "k",
-        "ours total s",
-        "ours k-NN part s",
-        "ours k-means s",
-        "bare faiss s",
-        "PML total s",
-        "PML k-NN part s",
-        "ours k-NN ÷ faiss",
-        "ours ÷ PML",
-        "peak MB ours / faiss / PML",
-        "MAP@R",
-    ]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from metric_runner.runner.run_log import markdown_table
-
-    return markdown_table([header, *rows])
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ one: Resize 256, CenterCrop 224):
 
     python scripts/bench_data.py                          # 2,000 images, 4 workers
     python scripts/bench_data.py --images 200 --workers 0  # a quick check
+    python scripts/bench_data.py --out results/data        # + data.json and data.md
 """
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_harness import Table, add_out_argument, seconds, write_results
 from PIL import Image
 from torch.utils.data import DataLoader, SequentialSampler
 
@@ -31,7 +32,6 @@ from metric_runner.datasets.image_pipeline import (
     image_transform,
 )
 from metric_runner.runner.data import make_loader
-from metric_runner.runner.run_log import markdown_table
 
 NUM_CLASSES = 20
 
@@ -73,13 +73,15 @@ def images_per_second(loader, device):
     """Images/s over one pass, the first batch (worker start-up) excluded."""
     batches = iter(loader)
     first, _ = next(batches)
-    count, start = 0, time.perf_counter()
-    for images, _ in batches:
-        images = images.to(device, non_blocking=True)
-        count += len(images)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+    count = 0
+
+    def read_the_rest():
+        nonlocal count
+        for images, _ in batches:
+            images = images.to(device, non_blocking=True)
+            count += len(images)
+
+    elapsed = seconds(read_the_rest, device)
     return count / elapsed, len(first)
 
 
@@ -88,6 +90,7 @@ def main():
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
+    add_out_argument(parser)
     arguments = parser.parse_args()
     from torchvision.datasets import ImageFolder
 
@@ -99,7 +102,11 @@ def main():
     )
     with tempfile.TemporaryDirectory() as folder:
         paths, labels = make_jpeg_folder(Path(folder), arguments.images)
-        rows = [["pipeline", "ours (img/s)", "torchvision ImageFolder (img/s)", "ratio"]]
+        table = Table(
+            "images per second",
+            ["pipeline", "ours (img/s)", "torchvision ImageFolder (img/s)", "ratio"],
+        )
+        speeds = {}
         for train in (True, False):
             torch.manual_seed(0)
             ours = ImageFiles(paths, labels, image_transform(train))
@@ -117,8 +124,13 @@ def main():
             reference_speed, _ = images_per_second(reference_loader, device)
             name = "train" if train else "eval"
             ratio = f"{our_speed / reference_speed:.2f}x"
-            rows.append([name, f"{our_speed:.0f}", f"{reference_speed:.0f}", ratio])
-    print(markdown_table(rows))
+            table.add(name, f"{our_speed:.0f}", f"{reference_speed:.0f}", ratio)
+            speeds[name] = {
+                "ours_images_per_s": our_speed,
+                "reference_images_per_s": reference_speed,
+            }
+    print(table.markdown())
+    write_results(arguments.out, "bench_data", [table], speeds, device=device)
 
 
 if __name__ == "__main__":

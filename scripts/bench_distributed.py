@@ -3,6 +3,7 @@ share of the step spent in the wrappers' all_gather.
 
     python scripts/bench_distributed.py                      # defaults: batch 512, 200 steps
     python scripts/bench_distributed.py --global-batch 64 --steps 5 --repeats 1   # smoke run
+    python scripts/bench_distributed.py --out results/distributed   # + .json and .md
 
 One process trains a small MLP embedder with the plain loss (and miner) on the global batch;
 two processes train the same model under DistributedDataParallel, each on half the batch, with
@@ -22,6 +23,7 @@ import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from bench_harness import Table, add_out_argument, seconds, write_results
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -42,6 +44,7 @@ def parse_args():
     parser.add_argument("--loss", choices=["contrastive", "triplet_miner"], default="triplet_miner")
     parser.add_argument("--efficient", action="store_true")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="for all processes")
+    add_out_argument(parser)
     args = parser.parse_args()
     if args.global_batch % WORLD_SIZE:
         parser.error(f"--global-batch must divide by {WORLD_SIZE} processes")
@@ -77,15 +80,17 @@ def batches(args):
 def train(model, loss_fn, miner, inputs, labels):
     """Seconds for all steps."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    start = time.perf_counter()
-    for x, y in zip(inputs, labels):
-        embeddings = model(x)
-        indices_tuple = None if miner is None else miner(embeddings, y)
-        loss = loss_fn(embeddings, y, indices_tuple)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - start
+
+    def all_steps():
+        for x, y in zip(inputs, labels):
+            embeddings = model(x)
+            indices_tuple = None if miner is None else miner(embeddings, y)
+            loss = loss_fn(embeddings, y, indices_tuple)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    return seconds(all_steps)
 
 
 def one_process(args):
@@ -171,20 +176,35 @@ def two_processes(args):
 def main():
     args = parse_args()
     samples = args.global_batch * args.steps
-    single = statistics.median(one_process(args))
+    single_runs = one_process(args)
+    single = statistics.median(single_runs)
     print(
         f"global batch {args.global_batch}, {args.steps} steps, loss {args.loss}, "
         f"efficient={args.efficient}, {args.threads} threads in all, median of {args.repeats}"
     )
+    table = Table(
+        "training-step throughput", ["run", "samples/s", "vs 1 process", "all_gather share"]
+    )
     print(f"{'run':<28}{'samples/s':>12}{'vs 1 process':>14}{'all_gather share':>18}")
     print(f"{'1 process (plain loss)':<28}{samples / single:>12.0f}{1:>14.2f}{'-':>18}")
+    table.add("1 process (plain loss)", f"{samples / single:.0f}", "1.00", "-")
+    results = {"1 process": [{"seconds": s} for s in single_runs]}
     for name, runs in two_processes(args).items():
-        seconds = statistics.median(s for s, _ in runs)
+        seconds_median = statistics.median(s for s, _ in runs)
         gather_share = statistics.median(g / s for s, g in runs)
         label = f"2 processes ({name} wrapper)"
         print(
-            f"{label:<28}{samples / seconds:>12.0f}{single / seconds:>14.2f}{gather_share:>17.1%}"
+            f"{label:<28}{samples / seconds_median:>12.0f}{single / seconds_median:>14.2f}"
+            f"{gather_share:>17.1%}"
         )
+        table.add(
+            label,
+            f"{samples / seconds_median:.0f}",
+            f"{single / seconds_median:.2f}",
+            f"{gather_share:.1%}",
+        )
+        results[label] = [{"seconds": s, "all_gather_seconds": g} for s, g in runs]
+    write_results(args.out, "bench_distributed", [table], results)
 
 
 if __name__ == "__main__":

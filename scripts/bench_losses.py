@@ -3,26 +3,24 @@ pytorch-metric-learning (PML) when it is installed.
 
     python scripts/bench_losses.py                       # batch 128, 512, 1024
     python scripts/bench_losses.py --only TripletMarginLoss NTXentLoss --batch-sizes 1024
+    python scripts/bench_losses.py --batch-sizes 512 --out results/losses   # + .json and .md
 
 Every class exported from metric_runner.losses and metric_runner.miners is measured with its
 default arguments on random embeddings (dimension 128, 4 samples per class); classification
 losses are measured with 100 and with 10,000 classes. The "lower bound" row is the N×N
 distance matrix forward+backward alone. Ratios are ours / PML (lower is better).
 
-Peak memory: on CUDA, the allocator's peak; on CPU, the process's peak resident memory above
-its resident memory before the call (large allocations are forced onto mmap so that freed
-memory goes back to the system between measurements).
+Peak memory (bench_harness.PeakMemory): on CUDA, the allocator's peak; on CPU, the process's
+peak resident memory above its resident memory before the call (large allocations are forced
+onto mmap so that freed memory goes back to the system between measurements).
 """
 
 import argparse
-import ctypes
-import gc
 import inspect
 import os
 import resource
 import statistics
 import sys
-import time
 
 MMAP_THRESHOLD = "65536"
 if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:
@@ -30,6 +28,14 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 import torch  # noqa: E402
+from bench_harness import (  # noqa: E402
+    PeakMemory,
+    Table,
+    add_out_argument,
+    process_status_bytes,
+    repeated_seconds,
+    write_results,
+)
 
 from metric_runner import losses as our_losses  # noqa: E402
 from metric_runner import miners as our_miners  # noqa: E402
@@ -46,6 +52,8 @@ CLASS_COUNTS_FOR_CLASSIFIERS = (100, 10_000)
 # Memory the benchmark may use on top of what it holds at start: a case that needs more is
 # reported as out of memory instead of pushing the machine into swap or the OOM killer.
 MEMORY_HEADROOM_BYTES = 12 * 2**30
+LOWER_BOUND = "lower bound: N×N distance fwd+bwd"
+TABLE_HEADER = ["batch", "case", "ours ms", "PML ms", "ratio", "ours MB", "PML MB", "ratio"]
 
 
 def parse_args():
@@ -59,6 +67,7 @@ def parse_args():
     parser.add_argument(
         "--max-seconds", type=float, default=20.0, help="skip PML repeats past this"
     )
+    add_out_argument(parser)
     return parser.parse_args()
 
 
@@ -142,59 +151,20 @@ def distance_matrix_lower_bound(name, _, embeddings, labels):
     torch.cdist(normalized, normalized).sum().backward()
 
 
-class PeakMemory:
-    """Peak memory of a block above the memory held when it starts."""
-
-    def __init__(self, device):
-        self.device = torch.device(device)
-        self.libc = ctypes.CDLL("libc.so.6") if self.device.type == "cpu" else None
-
-    def __enter__(self):
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            self.libc.malloc_trim(0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets the peak resident set size (VmHWM) to the current one
-            self.start = read_status_bytes("VmRSS")
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.start
-        else:
-            self.peak = read_status_bytes("VmHWM") - self.start
-        return False
-
-
-def read_status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
 def measure(run, name, obj, embeddings, labels, device, repeats, max_seconds):
     """(median seconds, peak bytes), or an error string such as 'OOM'."""
     try:
         run(name, obj, embeddings, labels)  # warm-up: one-time kernel and buffer set-up
         with PeakMemory(device) as memory:
             run(name, obj, embeddings, labels)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run(name, obj, embeddings, labels)
-            if device != "cpu":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-            if sum(times) > max_seconds:
-                break
-        return statistics.median(times), memory.peak
+        times = repeated_seconds(
+            lambda: run(name, obj, embeddings, labels),
+            repeats,
+            warmup=0,
+            device=device,
+            budget_s=max_seconds,
+        )
+        return statistics.median(times), memory.peak_bytes
     except (RuntimeError, MemoryError, ValueError, AssertionError) as error:
         return "OOM" if "memory" in str(error).lower() else f"error: {str(error)[:60]}"
 
@@ -237,13 +207,15 @@ def build(cls, our_cls, library_losses, num_classes, dim, device):
 def main():
     args = parse_args()
     limit = resource.getrlimit(resource.RLIMIT_AS)[1]
-    budget = read_status_bytes("VmSize") + MEMORY_HEADROOM_BYTES
+    budget = process_status_bytes("VmSize") + MEMORY_HEADROOM_BYTES
     resource.setrlimit(resource.RLIMIT_AS, (budget, limit))
     use_pml = pml_losses is not None and not args.no_pml
     print(
         f"device={args.device} dim={args.dim} {PER_CLASS} samples/class, median of {args.repeats}"
     )
     print("PML:", "installed" if use_pml else "not installed (ours only)")
+    table = Table("forward+backward time and peak memory", TABLE_HEADER)
+    results = {}
     for batch_size in args.batch_sizes:
         header = f"{'batch ' + str(batch_size):<46}{'ours ms':>9} {'PML ms':>9} {'ratio':>6} "
         print("\n" + header + f"{'ours MB':>8} {'PML MB':>8} {'ratio':>6}")
@@ -258,7 +230,9 @@ def main():
             args.repeats,
             args.max_seconds,
         )
-        print(f"{'lower bound: N×N distance fwd+bwd':<46}{format_cell(bound)[0]}")
+        print(f"{LOWER_BOUND:<46}{format_cell(bound)[0]}")
+        table.add(batch_size, LOWER_BOUND, format_cell(bound)[0].strip(), "", "", "", "", "")
+        results[f"{batch_size} {LOWER_BOUND}"] = {"ours": bound}
         for name, cls, num_classes, run, pml_module in cases(args):
             embeddings, labels = make_inputs(batch_size, args.dim, num_classes, args.device)
             ours = measure(
@@ -293,6 +267,10 @@ def main():
                 f"{o_mem:>8} {t_mem:>8} {ratio(ours, theirs, 1):>6}",
                 flush=True,
             )
+            cells = (o_time, t_time, ratio(ours, theirs, 0), o_mem, t_mem, ratio(ours, theirs, 1))
+            table.add(batch_size, label, *(cell.strip() for cell in cells))
+            results[f"{batch_size} {label}"] = {"ours": ours, "pml": theirs}
+    write_results(args.out, "bench_losses", [table], results, device=args.device)
 
 
 if __name__ == "__main__":

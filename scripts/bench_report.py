@@ -1,7 +1,7 @@
 """metric-report over many generated run folders: the time to read them and write the report.
 
     python scripts/bench_report.py                # 1,000 runs: 20 configurations x 50 seeds
-    python scripts/bench_report.py --runs 100
+    python scripts/bench_report.py --runs 100 --out results/report   # + report.json/.md
 
 Each generated run looks like a 10-epoch metric-run run (config.yaml, metrics.jsonl,
 summary.md, job.json). The issue's budget: 1,000 runs in under 10 s.
@@ -10,11 +10,11 @@ summary.md, job.json). The issue's budget: 1,000 runs in under 10 s.
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from bench_harness import Table, add_out_argument, seconds, write_results
 
 from metric_runner.runner.report import main as metric_report
 
@@ -47,6 +47,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--configurations", type=int, default=20)
+    add_out_argument(parser)
     options = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as root:
@@ -61,10 +62,11 @@ def main():
                 10,
                 rng,
             )
-        start = time.perf_counter()
-        metric_report([str(sweep), "--out", str(Path(root) / "report")])
-        seconds = time.perf_counter() - start
-    print(f"\nmetric-report over {options.runs} runs: {seconds:.2f} s (budget: 10 s for 1,000)")
+        elapsed = seconds(lambda: metric_report([str(sweep), "--out", str(Path(root) / "report")]))
+    print(f"\nmetric-report over {options.runs} runs: {elapsed:.2f} s (budget: 10 s for 1,000)")
+    table = Table("metric-report over generated runs", ["runs", "configurations", "seconds"])
+    table.add(options.runs, options.configurations, round(elapsed, 3))
+    write_results(options.out, "bench_report", [table], {"runs": options.runs, "seconds": elapsed})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ bookkeeping) against the 1-epoch digits job it wraps.
 
     python scripts/bench_sweep.py              # 10 jobs (seed=0..9), metric-run epochs=1
     python scripts/bench_sweep.py --jobs 3
+    python scripts/bench_sweep.py --out results/sweep   # + sweep.json and sweep.md
 
 Four timings in this process, after one warm-up job: the jobs run one by one (compose the
 config, run it), the same jobs as `metric-run -m hydra/sweeper=grid`, that sweep again with
@@ -15,10 +16,13 @@ job.
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench_harness import Table, add_out_argument, seconds, write_results
+
 from metric_runner.runner import cli
+
+HEADER = ["", "seconds", "s per job", "of a job"]
 
 
 def one_by_one(overrides_per_job, root):
@@ -40,15 +44,14 @@ def as_sweep(seeds, sweep_dir, extra, sweeper="grid"):
 
 
 def timed(function, *args):
-    start = time.perf_counter()
-    function(*args)
-    return time.perf_counter() - start
+    return seconds(lambda: function(*args))
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("overrides", nargs="*", default=["epochs=1"])
+    add_out_argument(parser)
     options = parser.parse_args()
     seeds = list(range(options.jobs))
     with tempfile.TemporaryDirectory() as root:
@@ -76,6 +79,22 @@ def main():
         f"Hydra's basic sweeper, no training: {hydra_alone:.2f} s; the grid sweeper's checks add "
         f"{added:.3f} s per job ({100 * added / job:.1f}% of a job) to Hydra's own work"
     )
+    table = Table(f"{options.jobs} jobs of metric-run {' '.join(options.overrides)}", HEADER)
+    table.add("one by one", f"{direct:.2f}", f"{job:.3f}", "100.0%")
+    for name, total in (
+        ("as a sweep", swept),
+        ("sweep, no training", bookkeeping),
+        ("Hydra's basic sweeper, no training", hydra_alone),
+    ):
+        per_job = total / options.jobs
+        table.add(name, f"{total:.2f}", f"{per_job:.3f}", f"{100 * per_job / job:.1f}%")
+    results = {
+        "jobs": options.jobs,
+        "overrides": options.overrides,
+        "seconds": {"one_by_one": direct, "sweep": swept, "sweep_no_training": bookkeeping},
+        "hydra_basic_no_training_seconds": hydra_alone,
+    }
+    write_results(options.out, "bench_sweep", [table], results)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python scripts/bench_trainers.py                       # default sizes
     python scripts/bench_trainers.py --iterations 5 --repeats 1 --batch-size 32   # smoke run
+    python scripts/bench_trainers.py --out results/trainers   # + trainers.json and .md
 
 Each trainer gets identical seeded models, losses and data; both train the same number of
 iterations from the same RNG state (so the same batches), alternating which goes first. Prints
@@ -11,10 +12,10 @@ the median seconds per iteration and ours/PML (target <= 1.05). Needs pytorch-me
 import argparse
 import copy
 import statistics
-import time
 import warnings
 
 import torch
+from bench_harness import Table, add_out_argument, alternating_seconds, write_results
 
 import metric_runner.losses as our_losses
 import metric_runner.miners as our_miners
@@ -32,6 +33,7 @@ def parse_args():
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_out_argument(parser)
     return parser.parse_args()
 
 
@@ -140,15 +142,27 @@ def build(trainers, setup, args):
     )
 
 
-def seconds_per_iteration(trainer, args):
-    torch.manual_seed(0)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    trainer.train(num_epochs=1)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / args.iterations
+def seconds_per_iteration(name, libraries, args):
+    """ours and PML's seconds per iteration of trainer `name`, each run on a freshly built
+    trainer from the same RNG state (so the same batches), alternating which goes first."""
+    trainers = {}
+
+    def build_trainer(library, _round):
+        trainer_module, all_setups = libraries[library]
+        trainers[library] = build(trainer_module, all_setups[name], args)
+        torch.manual_seed(0)
+
+    times = alternating_seconds(
+        {
+            library: lambda library=library: trainers[library].train(num_epochs=1)
+            for library in libraries
+        },
+        repeats=args.repeats,
+        warmup=0,
+        device=args.device,
+        before_each=build_trainer,
+    )
+    return {library: [t / args.iterations for t in runs] for library, runs in times.items()}
 
 
 def main():
@@ -167,15 +181,18 @@ def main():
     pml_setups = setups(args, pml_losses, pml_miners)
     print(f"device={args.device} batch={args.batch_size} iterations={args.iterations}")
     print(f"{'trainer':32s} {'ours s/it':>10s} {'PML s/it':>10s} {'ours/PML':>9s}")
+    libraries = {"ours": (our_trainers, ours_setups), "pml": (pml_trainers, pml_setups)}
+    table = Table(
+        "seconds per iteration (median)", ["trainer", "ours s/it", "PML s/it", "ours/PML"]
+    )
+    results = {}
     for name in ours_setups:
-        ours, pml = [], []
-        for repeat in range(args.repeats):
-            runs = [(ours, our_trainers, ours_setups), (pml, pml_trainers, pml_setups)]
-            for times, trainers, all_setups in runs if repeat % 2 == 0 else runs[::-1]:
-                trainer = build(trainers, all_setups[name], args)
-                times.append(seconds_per_iteration(trainer, args))
-        ours_median, pml_median = statistics.median(ours), statistics.median(pml)
-        print(f"{name:32s} {ours_median:10.5f} {pml_median:10.5f} {ours_median / pml_median:9.3f}")
+        results[name] = seconds_per_iteration(name, libraries, args)
+        ours_median, pml_median = (statistics.median(results[name][k]) for k in ("ours", "pml"))
+        ratio = ours_median / pml_median
+        print(f"{name:32s} {ours_median:10.5f} {pml_median:10.5f} {ratio:9.3f}")
+        table.add(name, f"{ours_median:.5f}", f"{pml_median:.5f}", f"{ratio:.3f}")
+    write_results(args.out, "bench_trainers", [table], results, device=args.device)
 
 
 if __name__ == "__main__":

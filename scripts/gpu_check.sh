@@ -8,7 +8,8 @@
 #    (NCCL when 2 GPUs are visible, else 1 process: the same entry point)
 # 3. runs the loss, evaluation, data and training-epoch benchmarks on CUDA, AMP on and off
 # and prints one table of what passed and what each benchmark printed last. Each step's full
-# output is kept in $OUT (or ./gpu_check_out), so one run answers every CUDA question.
+# output is kept in $OUT (or ./gpu_check_out), each benchmark's figures and environment (GPU,
+# versions) also as $OUT/bench_*.json and .md, so one run answers every CUDA question.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_check_out}"
@@ -41,10 +42,10 @@ GPUS=$(python -c "import torch; print(min(torch.cuda.device_count(), 2))")
 step torchrun 300 torchrun --nproc_per_node="$GPUS" -m metric_runner epochs=2 device=auto \
     hydra.run.dir="$OUT/torchrun_run"
 
-step bench_losses 300 python scripts/bench_losses.py --device cuda --batch-sizes 1024 --repeats 5
-step bench_accuracy 300 python scripts/bench_accuracy.py --sizes 100000 1000000
-step bench_data 120 python scripts/bench_data.py --images 2000 --workers 8
-step bench_epoch_fp32 120 python scripts/bench_runner.py device=cuda amp=false
-step bench_epoch_amp 120 python scripts/bench_runner.py device=cuda amp=true
+step bench_losses 300 python scripts/bench_losses.py --device cuda --batch-sizes 1024 --repeats 5 --out "$OUT/bench_losses"
+step bench_accuracy 300 python scripts/bench_accuracy.py --sizes 100000 1000000 --out "$OUT/bench_accuracy"
+step bench_data 120 python scripts/bench_data.py --images 2000 --workers 8 --out "$OUT/bench_data"
+step bench_epoch_fp32 120 python scripts/bench_runner.py device=cuda amp=false --out "$OUT/bench_epoch_fp32"
+step bench_epoch_amp 120 python scripts/bench_runner.py device=cuda amp=true --out "$OUT/bench_epoch_amp"
 
 cat "$SUMMARY"

@@ -6,14 +6,17 @@ the early-stopping state, every RNG state, and the resolved config with its hash
 """
 
 import hashlib
-import os
 import random
 import re
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from ..utils.atomic_write import write_atomically
 
 # Config keys that say how to run, not what to train: changing them keeps a run resumable.
 RUN_CONTROL_KEYS = (
@@ -41,16 +44,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; metric-run reports it as one line."""
 
 
-def save_checkpoint(state, path):
-    """Write to a temporary file, then rename: a crash never leaves a half-written `path`."""
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write atomically (a crash never leaves a half-written `path`), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, partial(torch.save, state))
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -69,7 +70,7 @@ def load_checkpoint(path):
     return state
 
 
-def load_state(module, state_dict, what, path):
+def load_state(module: Any, state_dict: dict[str, Any], what: str, path: str | Path) -> None:
     """load_state_dict with a one-line error naming the first mismatch."""
     try:
         module.load_state_dict(state_dict)
@@ -82,7 +83,9 @@ def load_state(module, state_dict, what, path):
         ) from None
 
 
-def load_models(models, state, path):
+def load_models(
+    models: dict[str, torch.nn.Module], state: dict[str, Any], path: str | Path
+) -> None:
     """Load each model of `models` ({name: module}: trunk, embedder, ...) from the
     checkpoint's models."""
     saved = state["models"]
@@ -95,7 +98,7 @@ def load_models(models, state, path):
         load_state(part, saved[name], f"model.{name}", path)
 
 
-def config_hash(cfg):
+def config_hash(cfg: DictConfig) -> str:
     """Hash of what the run trains (run-control keys excluded)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in RUN_CONTROL_KEYS:
@@ -103,7 +106,7 @@ def config_hash(cfg):
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container)).encode()).hexdigest()[:16]
 
 
-def differing_keys(cfg, saved_yaml):
+def differing_keys(cfg: DictConfig, saved_yaml: str) -> list[str]:
     """Dotted keys whose values differ between cfg and a saved config, named as a user sets
     them: a key that only copies others (`sampler.batch_size: ${batch_size}`) is named by those,
     so keys computed from run-control keys (`scheduler.T_max: ${epochs}`) are left out too."""
@@ -115,7 +118,7 @@ def differing_keys(cfg, saved_yaml):
     return sorted(k for k in named if k.split(".")[0] not in RUN_CONTROL_KEYS)
 
 
-def interpolation_sources(cfg):
+def interpolation_sources(cfg: DictConfig) -> dict[str, list[str]]:
     """{dotted key: the keys its value interpolates}, followed to keys holding values
     (resolvers such as `${now:...}` are not keys)."""
     raw = flatten(OmegaConf.to_container(cfg, resolve=False))
@@ -133,7 +136,7 @@ def interpolation_sources(cfg):
     return {key: origins(key) for key in direct}
 
 
-def flatten(container, prefix=""):
+def flatten(container: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(container, dict):
         return {prefix[:-1]: container}
     flat = {}
@@ -142,7 +145,7 @@ def flatten(container, prefix=""):
     return flat
 
 
-def rng_states():
+def rng_states() -> dict[str, Any]:
     numpy_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -157,7 +160,7 @@ def rng_states():
     }
 
 
-def restore_rng_states(states):
+def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

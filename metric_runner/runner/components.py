@@ -2,11 +2,13 @@
 
 import importlib
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
 
 from .callbacks.self_supervised_term import SelfSupervisedTerm
 from .registry import ConfigError, Spec, parse
@@ -70,7 +72,7 @@ class TrainerSpecs:
     loss_funcs: dict
 
 
-def check_config(cfg):
+def check_config(cfg: DictConfig) -> Specs:
     """Every component block checked against the registry and its constructor; run settings
     checked too. Raises ConfigError naming the first mistake."""
     for module in cfg.get("imports") or []:
@@ -106,7 +108,7 @@ def check_config(cfg):
     )
 
 
-def parse_trainer(block):
+def parse_trainer(block: DictConfig | None) -> TrainerSpecs:
     if block is None:
         raise ConfigError("trainer: training needs a trainer (e.g. trainer=metric_loss_only)")
     block = dict(OmegaConf.to_container(block, resolve=True))
@@ -134,7 +136,7 @@ class SelfSupervised:
     augmentation: Spec
 
 
-def parse_self_supervised(block):
+def parse_self_supervised(block: DictConfig | None) -> SelfSupervised | None:
     if block is None:
         return None
     missing = {"weight", "loss", "augmentation"} - set(block)
@@ -158,7 +160,9 @@ def parse_self_supervised(block):
     )
 
 
-def build_self_supervised(spec, example):
+def build_self_supervised(
+    spec: SelfSupervised | None, example: torch.Tensor
+) -> SelfSupervisedTerm | None:
     """The auxiliary term the trainer adds to its losses, or None when it is off. The
     augmentation is tried on `example` first, so inputs it cannot take fail before training."""
     if spec is None:
@@ -181,7 +185,7 @@ def build_self_supervised(spec, example):
     return SelfSupervisedTerm(spec.loss.build(), augment, spec.weight)
 
 
-def check_run_settings(cfg):
+def check_run_settings(cfg: DictConfig) -> None:
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.mode == "train" and cfg.get("loss") is None:
@@ -229,7 +233,7 @@ def check_run_settings(cfg):
     check_triplet_batches(cfg)
 
 
-def check_triplet_batches(cfg):
+def check_triplet_batches(cfg: DictConfig) -> None:
     """FixedSetOfTriplets yields (anchor, positive, negative) triplets back to back: a batch
     size that is not a multiple of 3 would start every later batch mid-triplet, and the miner
     would silently train on shifted triplets."""
@@ -242,7 +246,7 @@ def check_triplet_batches(cfg):
             )
 
 
-def pick_device(name):
+def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -254,7 +258,7 @@ def pick_device(name):
     return device
 
 
-def load_splits(dataset_spec, names):
+def load_splits(dataset_spec: Spec, names: Iterable[str]) -> dict[str, Dataset]:
     splits = {name: dataset_spec.build(split=name) for name in names}
     for name, dataset in splits.items():
         if len(dataset) == 0:
@@ -264,7 +268,7 @@ def load_splits(dataset_spec, names):
     return splits
 
 
-def build_model(specs, example_dataset):
+def build_model(specs: Specs, example_dataset: Dataset) -> tuple[torch.nn.Sequential, int]:
     """trunk (sized from one example input) followed by the embedder (sized from the trunk)."""
     example = example_dataset[0][0]
     trunk = specs.trunk.build(in_channels=example.shape[0], in_features=example.numel())
@@ -277,7 +281,7 @@ def build_model(specs, example_dataset):
     return model, embedding.shape[1]
 
 
-def probe(module, example, where):
+def probe(module: torch.nn.Module, example: torch.Tensor, where: str) -> torch.Tensor:
     """Run one example through `module`, so a shape mismatch is reported before training."""
     was_training = module.training
     module.eval()
@@ -298,7 +302,7 @@ def probe(module, example, where):
     return output
 
 
-def build_loss(spec, num_classes, embedding_size):
+def build_loss(spec: Spec | None, num_classes: int, embedding_size: int) -> torch.nn.Module | None:
     """The supervised loss, sized for the data and model; None when there is none (a
     self-supervised-only run)."""
     if spec is None:
@@ -308,7 +312,9 @@ def build_loss(spec, num_classes, embedding_size):
     )
 
 
-def parameter_groups(models, loss_fn, loss_lr):
+def parameter_groups(
+    models: Mapping[str, torch.nn.Module], loss_fn: torch.nn.Module | None, loss_lr: float | None
+) -> list[dict]:
     """The parameters of the models ({name: module}), and the loss's own (proxies, class
     weights) as a second group with its own learning rate."""
     groups = [{"name": "model", "params": [p for m in models.values() for p in m.parameters()]}]
@@ -323,7 +329,7 @@ def parameter_groups(models, loss_fn, loss_lr):
     return groups
 
 
-def check_sampler_fits(cfg, labels):
+def check_sampler_fits(cfg: DictConfig, labels: Sequence[int] | torch.Tensor) -> None:
     """A class with fewer samples than the sampler's m would be repeated within every batch."""
     m = (cfg.get("sampler") or {}).get("m")
     if m is None:
@@ -339,11 +345,11 @@ def check_sampler_fits(cfg, labels):
         )
 
 
-def checkpoint_file(path):
+def checkpoint_file(path: str | Path) -> Path:
     """A checkpoint path: a .pt file, or a run directory (its best checkpoint)."""
     path = Path(path).expanduser()
     return path / "checkpoints" / "best.pt" if path.is_dir() else path
 
 
-def resolved_yaml(cfg):
+def resolved_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)

@@ -5,15 +5,30 @@ worker processes that persist across epochs, into pinned memory when training on
 """
 
 import json
-import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    Sampler,
+    SequentialSampler,
+    TensorDataset,
+)
+
+from ..utils.atomic_write import write_atomically
 
 LABEL_MAP_FILE = "label_map.json"
 
 
-def make_loader(dataset, batch_size, sampler=None, num_workers=0, pin_memory=False):
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    sampler: Sampler | Iterable[int] | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """Batches of `dataset` in `sampler`'s order (sequential when None), last batch kept.
 
     A TensorDataset gets each batch from one indexing call instead of `batch_size` item fetches
@@ -39,7 +54,7 @@ def make_loader(dataset, batch_size, sampler=None, num_workers=0, pin_memory=Fal
     )
 
 
-def save_label_maps(splits, run_dir):
+def save_label_maps(splits: Mapping[str, Dataset], run_dir: str | Path) -> Path | None:
     """Write run_dir/label_map.json: for each split whose dataset renumbered its labels to
     0..C-1 (`label_map`, as ZeroShotSplit does), the dataset's own label of each index, so
     embeddings and per-class results can be traced back to the dataset's classes. Returns the
@@ -52,7 +67,5 @@ def save_label_maps(splits, run_dir):
     if not maps:
         return None
     path = Path(run_dir) / LABEL_MAP_FILE
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(maps, indent=1))
-    os.replace(partial, path)  # atomic: a crash never leaves a half-written map
+    write_atomically(path, json.dumps(maps, indent=1))  # a crash never leaves a half-written map
     return path

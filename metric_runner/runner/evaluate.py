@@ -1,21 +1,24 @@
 """The test workflow: `metric-run mode=test checkpoint=PATH` evaluates a saved model only."""
 
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from .callbacks.tensorboard_log import write_evaluation
 from .checkpoint import flatten, load_checkpoint, load_models
 from .components import build_model, check_config, checkpoint_file, load_splits, pick_device
-from .run_log import append_record, summary_table
+from .run_log import append_record, markdown_table, summary_table
 
 # What was trained and how it is scored: mode=test takes these from the checkpoint's config.
 SAVED_SECTIONS = ("model", "dataset", "transform", "tester")
 
 
-def evaluate_checkpoint(cfg, run_dir, overrides=None):
+def evaluate_checkpoint(
+    cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
+) -> dict[str, Any]:
     """Evaluate the checkpoint's model on val and test; writes metrics.jsonl and summary.md
     into `run_dir` (with tester.return_per_class, the per-class values too; with
     tester.visualize, a scatter plot PNG per split). Returns the evaluation record.
@@ -54,7 +57,7 @@ def evaluate_checkpoint(cfg, run_dir, overrides=None):
     return record
 
 
-def command_line_overrides(cfg):
+def command_line_overrides(cfg: DictConfig) -> list[str]:
     """Hydra's task overrides; a config composed without Hydra's app (`run(compose_config(...))`)
     has none to show, so the keys of SAVED_SECTIONS that differ from the default config stand
     in for them (a section whose keys differ: a group choice, the whole section)."""
@@ -73,12 +76,12 @@ def command_line_overrides(cfg):
     return overrides
 
 
-def flat_section(cfg, section):
+def flat_section(cfg: DictConfig, section: str) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True).get(section) or {}
     return flatten(container, f"{section}.")
 
 
-def with_saved_sections(cfg, saved_yaml, overrides):
+def with_saved_sections(cfg: DictConfig, saved_yaml: str, overrides: list[str]) -> DictConfig:
     """cfg with SAVED_SECTIONS taken from the checkpoint's config, except the keys `overrides`
     set (a group choice such as `model=mlp`: its whole section); prints one line naming those."""
     saved = OmegaConf.create(saved_yaml)
@@ -98,18 +101,13 @@ def with_saved_sections(cfg, saved_yaml, overrides):
     return merged
 
 
-def per_class_tables(per_class):
+def per_class_tables(per_class: dict[str, dict[str, dict[str, float]]]) -> str:
     """Markdown: per split, a row per class with its number of queries and each metric."""
     sections = []
     for split, rows in per_class.items():
         metrics = [m for m in next(iter(rows.values()), {}) if m != "queries"]
-        lines = [
-            f"## {split}, per class\n",
-            "| class | queries | " + " | ".join(metrics) + " |",
-            "|" + "---|" * (len(metrics) + 2),
-        ]
+        table = [["class", "queries", *metrics]]
         for label, row in rows.items():
-            values = " | ".join(f"{row[m]:.4f}" for m in metrics)
-            lines.append(f"| {label} | {row['queries']} | {values} |")
-        sections.append("\n".join(lines) + "\n")
+            table.append([label, row["queries"], *(f"{row[m]:.4f}" for m in metrics)])
+        sections.append(f"## {split}, per class\n\n{markdown_table(table)}\n")
     return "\n".join(sections)

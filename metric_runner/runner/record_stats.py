@@ -8,6 +8,7 @@ tree, names each `<component>/<submodule path>/<stat>` (`loss/num_pos_pairs`,
 the means that go into metrics.jsonl.
 """
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -17,7 +18,7 @@ from ..utils.module_with_records import ModuleWithRecords
 
 
 @contextmanager
-def collecting_stats(enabled):
+def collecting_stats(enabled: bool) -> Iterator[None]:
     """Components built inside (nested distances and reducers included) collect statistics
     when `enabled`; the global default is restored afterwards."""
     previous = c_f.COLLECT_STATS
@@ -28,7 +29,7 @@ def collecting_stats(enabled):
         c_f.COLLECT_STATS = previous
 
 
-def recorded_stats(components):
+def recorded_stats(components: Mapping[str, torch.nn.Module | None]) -> dict[str, float]:
     """{"<component>/<submodule path>/<stat>": float} for every statistic currently recorded
     by `components` ({name: module or None}) and their submodules."""
     stats = {}
@@ -48,11 +49,11 @@ def recorded_stats(components):
 class StatsRecorder:
     """Reads the components' statistics after each step and averages them over the epoch."""
 
-    def __init__(self, components):
+    def __init__(self, components: Mapping[str, torch.nn.Module | None]):
         self.components = components
         self.sums, self.counts = {}, {}
 
-    def step(self):
+    def step(self) -> dict[str, float]:
         """This step's statistics (also added to the epoch's sums)."""
         stats = recorded_stats(self.components)
         for name, value in stats.items():
@@ -60,7 +61,7 @@ class StatsRecorder:
             self.counts[name] = self.counts.get(name, 0) + 1
         return stats
 
-    def epoch_means(self):
+    def epoch_means(self) -> dict[str, float]:
         """The means since the last call, then start a new epoch."""
         means = {name: total / self.counts[name] for name, total in self.sums.items()}
         self.sums, self.counts = {}, {}

@@ -243,7 +243,7 @@ def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return parameters
 
 
-def forwarded_parameters(mro, fixed):
+def forwarded_parameters(mro: Sequence[type], fixed: frozenset[str]) -> list[inspect.Parameter]:
     """The parameters of the first constructor in `mro` (less the `fixed` names), with the
     next constructor's spliced in where it forwards them: its positional ones at `*args` (so
     `CosFaceLoss(*args, margin=...)` lists num_classes first), all the others at `**kwargs`."""
@@ -275,7 +275,7 @@ def forwarded_parameters(mro, fixed):
     return []
 
 
-def signature_of(function):
+def signature_of(function: Callable) -> inspect.Signature:
     """The signature with string annotations (`from __future__ import annotations`) resolved
     where possible."""
     try:
@@ -352,11 +352,18 @@ def build_value(value: Any) -> Any:
 
 
 def shipped_config(kind: str, name: str) -> dict | None:
-    """conf/<kind>/<name>.yaml as a dict, or None when there is no such file."""
+    """conf/<kind>/<name>.yaml as a dict, or None when there is no such file. An alias YAML
+    (`defaults: [triplet_margin, _self_]`, as Hydra composes it) gives the option it names,
+    updated with its own keys, so `loss.loss=triplet` means what `loss=triplet` means."""
     path = CONF_DIR / kind / f"{name}.yaml"
     if not path.is_file():
         return None
-    return OmegaConf.to_container(OmegaConf.load(path))
+    block = OmegaConf.to_container(OmegaConf.load(path))
+    composed = {}
+    for option in block.pop("defaults", []):
+        if option != "_self_":
+            composed.update(shipped_config(kind, option) or {})
+    return {**composed, **block}
 
 
 def parse(
@@ -459,7 +466,7 @@ def check_argument_values(cls: type, args: dict, where: str, provided: Iterable[
         )
 
 
-def is_component_block(value):
+def is_component_block(value: object) -> bool:
     return isinstance(value, dict) and ("name" in value or "_target_" in value)
 
 
@@ -483,7 +490,7 @@ def expected_kinds(parameter: inspect.Parameter) -> tuple[str, ...] | None:
     return None  # a function, a dtype, an object: not something a YAML value can be
 
 
-def annotation_kinds(annotation):
+def annotation_kinds(annotation: object) -> tuple[str, ...] | None:
     """The VALUE_KINDS an annotation allows, None when it cannot tell. In a union, members no
     YAML value can be (`lr: float | Tensor`) are left out."""
     origin = typing.get_origin(annotation)
@@ -508,19 +515,19 @@ def annotation_kinds(annotation):
     return None
 
 
-def is_object_type(annotation):
+def is_object_type(annotation: object) -> bool:
     """A class of objects that only code builds (Tensor, Module, Generator), not YAML."""
     return inspect.isclass(annotation) and annotation.__module__ != "builtins"
 
 
-def expected_kinds_of_value(value):
+def expected_kinds_of_value(value: object) -> tuple[str, ...] | None:
     for kind, (_, test) in VALUE_KINDS.items():
         if test(value):
             return (kind,)
     return None
 
 
-def value_fits(value, kinds, default):
+def value_fits(value: object, kinds: Iterable[str], default: object) -> bool:
     if not any(VALUE_KINDS[kind][1](value) for kind in kinds):
         return False
     item_kind = sequence_item_kind(default)
@@ -529,7 +536,7 @@ def value_fits(value, kinds, default):
     return all(VALUE_KINDS[item_kind][1](item) for item in value)
 
 
-def sequence_item_kind(default):
+def sequence_item_kind(default: object) -> str | None:
     """The kind of every item of a non-empty sequence default when they share one, "number"
     (betas=(0.9, 0.999)) or "str" (include=("precision_at_1", ...)), else None."""
     if not isinstance(default, (list, tuple)) or not default:
@@ -540,7 +547,7 @@ def sequence_item_kind(default):
     return None
 
 
-def describe_kinds(kinds, default):
+def describe_kinds(kinds: Iterable[str], default: object) -> str:
     text = " or ".join(VALUE_KINDS[kind][0] for kind in dict.fromkeys(kinds))
     item_kind = sequence_item_kind(default)
     return text.replace("a list", f"a list of {item_kind}s") if item_kind else text
@@ -568,7 +575,7 @@ def accepts_labels(cls: type) -> bool:
     return len(parameters) >= 2 and parameters[1].name != "ref_emb"
 
 
-def required_arguments(cls):
+def required_arguments(cls: type) -> set[str]:
     return {
         name
         for name, parameter in constructor_parameters(cls).items()
@@ -697,7 +704,7 @@ def listing(kinds: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def listing_section(kind, registry):
+def listing_section(kind: str, registry: Registry) -> list[str]:
     configs = sorted(path.stem for path in (CONF_DIR / kind).glob("*.yaml"))
     lines = [f"  configs ({kind}=...): {', '.join(configs)}"] if configs else []
     return lines + [f"  {describe(cls)}" for cls in registry.classes().values()]

@@ -2,35 +2,37 @@
 line per evaluation) and summary.md."""
 
 import json
-import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+# The runner writes through the project's one atomic write, which lives in utils so that the
+# library (logging_presets) can use it without depending on the runner.
+from ..utils.atomic_write import write_atomically
+
+__all__ = [
+    "append_record",
+    "markdown_table",
+    "read_records",
+    "summary_table",
+    "training_columns",
+    "write_atomically",
+]
 
 
-def read_records(path):
+def read_records(path: Path) -> list[dict[str, Any]]:
     """The evaluation records of a metrics.jsonl file ([] when there is none yet)."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def append_record(path, record):
+def append_record(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as file:
         file.write(json.dumps(record) + "\n")
 
 
-def write_atomically(path, content):
-    """Write `content` (text, or a function that writes the file at the path it is given, such
-    as `partial(torch.save, state)`) next to `path`, then rename: a crash never leaves a
-    half-written `path`. The project's one atomic write."""
-    temporary = Path(str(path) + ".tmp")
-    if callable(content):
-        content(temporary)
-    else:
-        temporary.write_text(content)
-    os.replace(temporary, path)
-
-
-def markdown_table(rows):
+def markdown_table(rows: Sequence[Sequence[object]]) -> str:
     """A markdown table: `rows[0]` the header, each cell converted with str. The project's one
     markdown table builder."""
     header, *body = rows
@@ -38,7 +40,9 @@ def markdown_table(rows):
     return "\n".join(lines + ["| " + " | ".join(map(str, cells)) + " |" for cells in body])
 
 
-def training_columns(records, monitor_split, monitor_metric):
+def training_columns(
+    records: list[dict[str, Any]], monitor_split: str, monitor_metric: str
+) -> dict[str, dict[str, Any]]:
     """The evaluations a training summary shows: untrained (epoch 0), best (by the monitored
     metric, earliest on ties as in training) and last, each once."""
     scored = [r for r in records if monitor_metric in r["accuracies"].get(monitor_split, {})]
@@ -57,7 +61,7 @@ def training_columns(records, monitor_split, monitor_metric):
     return columns
 
 
-def summary_table(columns):
+def summary_table(columns: dict[str, dict[str, Any]]) -> str:
     """Markdown table: a row per (split, metric), a column per titled evaluation record."""
     if not columns:
         return "No evaluation was run.\n"

@@ -3,7 +3,10 @@ update and that checkpoints are written from and restored into."""
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_models, load_state, restore_rng_states, rng_states
@@ -31,31 +34,31 @@ class TrainingState:
     `improved` whether it is the best so far; `step_loss` and `step_stats` are the last
     step's, for the loggers."""
 
-    models: dict
-    loss: object
-    optimizer: object
-    scheduler: object
-    grad_scaler: object
+    models: dict[str, torch.nn.Module]
+    loss: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch.optim.lr_scheduler instance, or None
+    grad_scaler: torch.amp.GradScaler
     config_yaml: str
     config_hash: str
-    extra_optimizers: dict = field(default_factory=dict)
+    extra_optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
-    record: dict = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
     score: float | None = None
     improved: bool = False
     step_loss: float | None = None
-    step_stats: dict = field(default_factory=dict)
+    step_stats: dict[str, Any] = field(default_factory=dict)
 
-    def start_epoch_record(self, epoch):
+    def start_epoch_record(self, epoch: int) -> None:
         self.progress.epoch = epoch
         self.record = {"epoch": epoch, "global_step": self.progress.global_step}
         self.score, self.improved = None, False
 
     @property
-    def evaluated(self):
+    def evaluated(self) -> bool:
         return "accuracies" in self.record
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {
             "models": {name: unwrapped(m).state_dict() for name, m in self.models.items()},
             "loss": self.loss.state_dict() if self.loss is not None else None,
@@ -70,7 +73,7 @@ class TrainingState:
             "config_hash": self.config_hash,
         }
 
-    def load_state_dict(self, checkpoint, path):
+    def load_state_dict(self, checkpoint: dict[str, Any], path: str | Path) -> None:
         """Restore everything from `checkpoint` (read from `path`, named in errors)."""
         load_models({n: unwrapped(m) for n, m in self.models.items()}, checkpoint, path)
         if self.loss is not None:
@@ -85,7 +88,7 @@ class TrainingState:
         restore_rng_states(checkpoint["rng"])
 
 
-def unwrapped(module):
+def unwrapped(module: torch.nn.Module) -> torch.nn.Module:
     """The module itself, not its DistributedDataParallel wrapper (checkpoints hold the same
     keys however many processes trained)."""
     return module.module if isinstance(module, DistributedDataParallel) else module

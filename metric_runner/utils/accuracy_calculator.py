@@ -418,6 +418,40 @@ def default_kmeans_func(device):
     return FaissKMeans(niter=20, gpu=on_gpu)
 
 
+def ranking_method(metric, counts_relevant):
+    """The `calculate_<metric>` method of a ranking metric, with PML's signature (subclasses
+    override and call it by that signature): it hands its arguments to `ranking_metric`. The
+    metrics that divide by each query's number of relevant references (`counts_relevant`) also
+    take `ref_includes_query`, which decides whether the query counts among them."""
+    if counts_relevant:
+
+        def calculate(
+            self,
+            knn_labels,
+            query_labels,
+            not_lone_query_mask,
+            ref_includes_query,
+            label_counts,
+            **kwargs,
+        ):
+            kwargs["ref_includes_query"] = ref_includes_query
+            return self.ranking_metric(
+                metric, knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
+            )
+
+    else:
+
+        def calculate(self, knn_labels, query_labels, not_lone_query_mask, label_counts, **kwargs):
+            return self.ranking_metric(
+                metric, knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
+            )
+
+    calculate.__name__ = METHOD_PREFIX + metric
+    calculate.__qualname__ = f"AccuracyCalculator.{calculate.__name__}"
+    calculate.__doc__ = f"{metric} over the queries that are not lone (PML's method)."
+    return calculate
+
+
 class AccuracyCalculator:
     """Computes NMI, AMI, precision_at_1, r_precision, mean_average_precision_at_r,
     mean_average_precision and mean_reciprocal_rank of query embeddings against a reference set.
@@ -814,76 +848,15 @@ class AccuracyCalculator:
         at_r = name == "mean_average_precision_at_r"
         return mean_average_precision(knn_labels, *counting, *averaging, at_r=at_r)
 
-    def calculate_precision_at_1(
-        self, knn_labels, query_labels, not_lone_query_mask, label_counts, **kwargs
-    ):
-        return self.ranking_metric(
-            "precision_at_1", knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
-        )
-
-    def calculate_mean_reciprocal_rank(
-        self, knn_labels, query_labels, not_lone_query_mask, label_counts, **kwargs
-    ):
-        return self.ranking_metric(
-            "mean_reciprocal_rank",
-            knn_labels,
-            query_labels,
-            not_lone_query_mask,
-            label_counts,
-            kwargs,
-        )
-
-    def calculate_r_precision(
-        self,
-        knn_labels,
-        query_labels,
-        not_lone_query_mask,
-        ref_includes_query,
-        label_counts,
-        **kwargs,
-    ):
-        kwargs["ref_includes_query"] = ref_includes_query
-        return self.ranking_metric(
-            "r_precision", knn_labels, query_labels, not_lone_query_mask, label_counts, kwargs
-        )
-
-    def calculate_mean_average_precision(
-        self,
-        knn_labels,
-        query_labels,
-        not_lone_query_mask,
-        ref_includes_query,
-        label_counts,
-        **kwargs,
-    ):
-        kwargs["ref_includes_query"] = ref_includes_query
-        return self.ranking_metric(
-            "mean_average_precision",
-            knn_labels,
-            query_labels,
-            not_lone_query_mask,
-            label_counts,
-            kwargs,
-        )
-
-    def calculate_mean_average_precision_at_r(
-        self,
-        knn_labels,
-        query_labels,
-        not_lone_query_mask,
-        ref_includes_query,
-        label_counts,
-        **kwargs,
-    ):
-        kwargs["ref_includes_query"] = ref_includes_query
-        return self.ranking_metric(
-            "mean_average_precision_at_r",
-            knn_labels,
-            query_labels,
-            not_lone_query_mask,
-            label_counts,
-            kwargs,
-        )
+    calculate_precision_at_1 = ranking_method("precision_at_1", counts_relevant=False)
+    calculate_mean_reciprocal_rank = ranking_method("mean_reciprocal_rank", counts_relevant=False)
+    calculate_r_precision = ranking_method("r_precision", counts_relevant=True)
+    calculate_mean_average_precision = ranking_method(
+        "mean_average_precision", counts_relevant=True
+    )
+    calculate_mean_average_precision_at_r = ranking_method(
+        "mean_average_precision_at_r", counts_relevant=True
+    )
 
     def calculate_NMI(self, query_labels, cluster_labels, **kwargs):
         return float(

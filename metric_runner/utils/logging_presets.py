@@ -16,10 +16,12 @@ model, optimizer, lr scheduler, loss and miner of the trainer. Names and columns
 import math
 import os
 import re
+from functools import partial
 
 import torch
 
 from . import common_functions as c_f
+from .atomic_write import write_atomically
 
 try:
     from torch.utils.tensorboard import SummaryWriter
@@ -475,8 +477,7 @@ class HookContainer:
         os.makedirs(model_folder, exist_ok=True)
         for name, obj in self.saveable_objects(trainer):
             path = os.path.join(model_folder, f"{name}_{curr_suffix}.pth")
-            torch.save(obj.state_dict(), f"{path}.tmp")
-            os.replace(f"{path}.tmp", path)
+            write_atomically(path, partial(torch.save, obj.state_dict()))
         if prev_suffix is not None and str(prev_suffix) != str(curr_suffix):
             for name, _ in self.saveable_objects(trainer):
                 path = os.path.join(model_folder, f"{name}_{prev_suffix}.pth")

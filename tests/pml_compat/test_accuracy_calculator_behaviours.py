@@ -259,6 +259,15 @@ def test_module_functions_have_pmls_signatures(name):
     assert ours == theirs
 
 
+@pytest.mark.parametrize("metric", [*KNN_METRICS, "NMI", "AMI"])
+def test_calculate_methods_have_pmls_signatures_and_names(metric):
+    # Subclasses override them and call super() with PML's positional order.
+    ours = getattr(AccuracyCalculator, "calculate_" + metric)
+    theirs = getattr(pml_module.AccuracyCalculator, "calculate_" + metric)
+    assert inspect.signature(ours) == inspect.signature(theirs)
+    assert ours.__qualname__ == theirs.__qualname__
+
+
 def test_equality_and_get_accuracy_hook():
     assert ours_module.EQUALITY is pml_module.EQUALITY is torch.eq
     assert inspect.signature(AccuracyCalculator._get_accuracy) == inspect.signature(

@@ -35,7 +35,6 @@ NO_CONFIG = {
 }
 # YAMLs not named after their module, and why.
 OTHER_NAMES = {
-    "TripletMarginLoss": "triplet: the name the README and the experiments use",
     "SignalToNoiseRatioContrastiveLoss": "its module signal_to_noise_ratio_losses holds "
     "several classes",
 }

@@ -65,7 +65,7 @@ def test_block_builds_nested_components_recursively():
 
 
 def test_strings_name_shipped_yamls_then_registered_names_in_snake_case():
-    triplet = parse("loss", "triplet").build()  # conf/loss/triplet.yaml
+    triplet = parse("loss", "triplet_margin").build()  # conf/loss/triplet_margin.yaml
     assert isinstance(triplet, losses.TripletMarginLoss) and triplet.margin == 0.05
     distance = parse("distance", "cosine_similarity").build()
     assert isinstance(distance, distances.CosineSimilarity)
@@ -391,6 +391,19 @@ def test_a_component_that_cannot_serve_its_slot_is_refused_at_the_check(where, b
     with pytest.raises(ConfigError) as error:
         parse(kind, block, where)
     assert str(error.value).startswith(message)
+
+
+def test_an_alias_yaml_names_what_its_target_names():
+    # conf/loss/triplet.yaml and conf/miner/multisimilarity.yaml are `defaults: [target, _self_]`
+    # (what `loss=triplet` composes); a nested string (loss.loss=triplet) follows them too.
+    for kind, alias, target in [
+        ("loss", "triplet", "triplet_margin"),
+        ("miner", "multisimilarity", "multi_similarity"),
+    ]:
+        assert parse(kind, alias) == parse(kind, target)
+    wrapper = parse("loss", {"name": "CrossBatchMemory", "loss": "triplet", "embedding_size": 8})
+    inner = wrapper.build().loss
+    assert isinstance(inner, losses.TripletMarginLoss) and inner.margin == 0.05
 
 
 def test_components_that_serve_their_slot_pass_and_other_places_are_not_slots():
