@@ -174,6 +174,34 @@ class BaseDataset(Dataset):
             download_and_extract(resource, Path(self.root), layout="; ".join(self.LAYOUT))
 
 
+class HierarchicalLabels:
+    """For a BaseDataset whose images have a class and a parent class (SOP's super-classes,
+    iNaturalist's taxa, a CSV's super_label): PML's constructor plus `hierarchical`, and
+    `labels_at_levels` giving the class ids, or with `hierarchical=True` [N, 2] (class, parent):
+    the shape HierarchicalSampler and WithSameParentLabelTester take."""
+
+    def __init__(
+        self,
+        root,
+        split="train+test",
+        transform=None,
+        target_transform=None,
+        download=False,
+        on_bad_image="skip",
+        hierarchical=False,
+    ):
+        self.hierarchical = hierarchical
+        super().__init__(root, split, transform, target_transform, download, on_bad_image)
+
+    def labels_at_levels(self, classes, parents):
+        """[N] class ids, or [N, 2] (class id, parent id) when hierarchical; `parents` is only
+        read then (a callable giving them, so sources compute them only when asked)."""
+        classes = np.asarray(classes, dtype=np.int64)
+        if not self.hierarchical:
+            return classes
+        return np.stack([classes, np.asarray(parents(), dtype=np.int64)], axis=1)
+
+
 def open_rgb(path):
     with Image.open(path) as image:
         return image.convert("RGB")

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .base_dataset import BaseDataset, DatasetError, DatasetNotFoundError
+from .base_dataset import BaseDataset, DatasetError, DatasetNotFoundError, HierarchicalLabels
 
 # OML calls the test part "validation".
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test"}
 
 
-class CSVDataset(BaseDataset):
+class CSVDataset(HierarchicalLabels, BaseDataset):
     """`csv_file` (relative to `root` unless absolute) has a header with at least `path` and
     `label` (integer); image paths are relative to `root`. With a `split` column (train, test or
     validation = test) the splits are train, test and train+test; without one the file is one
@@ -35,8 +35,9 @@ class CSVDataset(BaseDataset):
         hierarchical=False,
     ):
         self.csv_path = Path(root).expanduser() / Path(csv_file).expanduser()
-        self.hierarchical = hierarchical
-        super().__init__(root, split, transform, target_transform, download, on_bad_image)
+        super().__init__(
+            root, split, transform, target_transform, download, on_bad_image, hierarchical
+        )
 
     def check_complete(self):
         super().check_complete()
@@ -63,11 +64,9 @@ class CSVDataset(BaseDataset):
         keep = np.ones(len(columns["path"]), dtype=bool)
         if split != "train+test":
             keep = np.array([value == split for value in columns["split"]])
-        labels = np.array(columns["label"], dtype=np.int64)
-        if self.hierarchical:
-            if "super_label" not in columns:
-                raise DatasetError(f"{self.csv_path}: hierarchical=True needs a super_label column")
-            labels = np.stack([labels, np.array(columns["super_label"], dtype=np.int64)], axis=1)
+        if self.hierarchical and "super_label" not in columns:
+            raise DatasetError(f"{self.csv_path}: hierarchical=True needs a super_label column")
+        labels = self.labels_at_levels(columns["label"], lambda: columns["super_label"])
         paths = [str(self.path(p)) for p, k in zip(columns["path"], keep) if k]
         return paths, labels[keep]
 

@@ -50,6 +50,19 @@ def read_image(path):
         ) from None
 
 
+class ImageTransform:
+    """A uint8 image tensor through `geometric` (resize, crop, flip: uint8 out) and then
+    `normalise` (float, mean/std). The two are kept apart so a batch decoder can run the
+    geometric steps per image and normalise the stacked batch in one call."""
+
+    def __init__(self, geometric, normalise):
+        self.geometric = geometric
+        self.normalise = normalise
+
+    def __call__(self, image):
+        return self.normalise(self.geometric(image))
+
+
 def image_transform(train, **settings):
     """The train (Resize, RandomResizedCrop, flip) or eval (Resize, CenterCrop) transform of
     uint8 image tensors, ending in float normalisation; `settings` override TRANSFORM_DEFAULTS."""
@@ -76,8 +89,10 @@ def image_transform(train, **settings):
         ]
     else:
         steps.append(v2.CenterCrop(s["crop_size"]))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(s["mean"], s["std"])]
-    return v2.Compose(steps)
+    normalise = v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(s["mean"], s["std"])]
+    )
+    return ImageTransform(v2.Compose(steps), normalise)
 
 
 class ImageFiles(Dataset):

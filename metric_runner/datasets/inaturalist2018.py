@@ -3,9 +3,7 @@
 
 import json
 
-import numpy as np
-
-from .base_dataset import BaseDataset, DatasetError
+from .base_dataset import BaseDataset, DatasetError, HierarchicalLabels
 from .download import Resource
 
 SPLIT_FOLDER = "Inat_dataset_splits"
@@ -22,7 +20,7 @@ TRAIN_ANN_MD5 = "bfa29d89d629cbf04d826a720c0a68b0"
 VAL_ANN_MD5 = "f2ed8bfe3e9901cdefceb4e53cd3775d"
 
 
-class INaturalist2018(BaseDataset):
+class INaturalist2018(HierarchicalLabels, BaseDataset):
     """`train` / `test` are the images listed in the split files, in their order; labels are
     the species (category) ids of the competition's annotations, as in PML. With
     `hierarchical=True` labels are [N, 2]: (species id, id of its `super_level` taxon), the
@@ -54,9 +52,10 @@ class INaturalist2018(BaseDataset):
             raise DatasetError(
                 f"super_level must be one of {', '.join(TAXONOMY_LEVELS)}, got {super_level!r}"
             )
-        self.hierarchical = hierarchical
         self.super_level = super_level
-        super().__init__(root, split, transform, target_transform, download, on_bad_image)
+        super().__init__(
+            root, split, transform, target_transform, download, on_bad_image, hierarchical
+        )
 
     def resources(self):
         return (
@@ -82,11 +81,9 @@ class INaturalist2018(BaseDataset):
                 f"{len(unknown)} image(s) of the {split} split file(s) are in neither "
                 f"{' nor '.join(ANNOTATIONS)}, e.g. {unknown[0]!r}"
             )
-        species = np.array([category_of[p] for p in relative_paths], dtype=np.int64)
+        species = [category_of[p] for p in relative_paths]
         paths = [str(self.path(p)) for p in relative_paths]
-        if not self.hierarchical:
-            return paths, species
-        return paths, np.stack([species, np.array([taxon_of[s] for s in species])], axis=1)
+        return paths, self.labels_at_levels(species, lambda: [taxon_of[s] for s in species])
 
     def read_annotations(self):
         """{image path: category id} over both annotation files, and {category id: taxon id}."""

@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from .base_dataset import BaseDataset, DatasetError
+from .base_dataset import BaseDataset, DatasetError, HierarchicalLabels
 from .download import Resource
 
 FOLDER = "Stanford_Online_Products"
 SPLIT_FILES = {"train": "Ebay_train.txt", "test": "Ebay_test.txt"}
 
 
-class StanfordOnlineProducts(BaseDataset):
+class StanfordOnlineProducts(HierarchicalLabels, BaseDataset):
     """The official split: `train` is Ebay_train.txt (11,318 products, 59,551 images), `test`
     Ebay_test.txt (11,316 products, 60,502 images). Labels are the product (class) ids, as in
     PML; with `hierarchical=True` they are [N, 2]: (class id, super-class id 1-12), the shape
@@ -26,19 +26,6 @@ class StanfordOnlineProducts(BaseDataset):
         "id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8&export=download&authuser=0&confirm=t"
     )
 
-    def __init__(
-        self,
-        root,
-        split="train+test",
-        transform=None,
-        target_transform=None,
-        download=False,
-        on_bad_image="skip",
-        hierarchical=False,
-    ):
-        self.hierarchical = hierarchical
-        super().__init__(root, split, transform, target_transform, download, on_bad_image)
-
     def resources(self):
         # The archive has no published checksum: it is checked for completeness and by unzipping.
         return (Resource(self.DOWNLOAD_URL, None, f"{FOLDER}.zip", creates=FOLDER),)
@@ -50,7 +37,7 @@ class StanfordOnlineProducts(BaseDataset):
             paths += part_paths
             labels.append(part_labels)
         labels = np.concatenate(labels)
-        return paths, labels if self.hierarchical else labels[:, 0]
+        return paths, self.labels_at_levels(labels[:, 0], lambda: labels[:, 1])
 
     def read_split_file(self, path):
         paths, labels = [], []

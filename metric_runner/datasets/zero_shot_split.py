@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .base_dataset import BaseDataset
+from .batch_decode import check_decode_mode, decodes_on_device
 from .image_pipeline import ImageFiles, image_transform
 
 SPLITS = ("train", "val", "test")
@@ -34,7 +35,9 @@ class ZeroShotSplit(ImageFiles):
     `root`, `download`, `on_bad_image` and `options` (its other arguments, e.g.
     {csv_file: list.csv}); `transform`: settings of the train / eval pipeline
     (crop_size, resize, scale, ratio, flip, mean, std). For In-Shop's test split `is_query`
-    marks the queries (the rest is the gallery); it is None elsewhere."""
+    marks the queries (the rest is the gallery); it is None elsewhere. `decode`: where images
+    are decoded — "cpu" in the DataLoader's workers, "gpu" a batch at a time on the run's
+    device (metric_runner.datasets.batch_decode), "auto" on the GPU when the run has one."""
 
     def __init__(
         self,
@@ -50,8 +53,11 @@ class ZeroShotSplit(ImageFiles):
         fold=0,
         train_class_fraction=0.5,
         options=None,
+        decode="cpu",
     ):
         check_settings(split, val, val_fraction, num_folds, fold, train_class_fraction)
+        check_decode_mode(decode)
+        self.decode = decode
         source_class = dataset_class(source)
         options = dict(options or {})
         check_options(source_class, options)
@@ -88,6 +94,11 @@ class ZeroShotSplit(ImageFiles):
             labels,
             image_transform(split == "train", **(transform or {})),
         )
+
+    def decodes_on(self, device: torch.device | str) -> bool:
+        """Whether the runner should hand this split to the DataLoader as EncodedImages and
+        decode each batch on `device` (batch_decode.BatchDecoder), as `decode` asks."""
+        return decodes_on_device(self.decode, device)
 
 
 @functools.lru_cache(maxsize=4)

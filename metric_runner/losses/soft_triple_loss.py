@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..distances import CosineSimilarity
+from ..regularizers import SparseCentersRegularizer
 from ..utils import common_functions as c_f
 from ..utils import loss_and_miner_utils as lmu
 from ..utils.errors import InvalidArgumentError
@@ -18,7 +19,10 @@ class SoftTripleLoss(WeightRegularizerMixin, BaseMetricLossFunction):
     Each class c has K = `centers_per_class` centers; the relaxed similarity is
     S_c = Σ_k softmax_k(s_ck / γ)·s_ck, and the loss is cross-entropy over λ·S_c with the
     target's S_y lowered by δ (λ = `la`, γ = `gamma`, δ = `margin`). The paper's center
-    regularizer is the separate SparseCentersRegularizer (pass it as `weight_regularizer`).
+    regularizer (eq. 11; its weight is τ) is SparseCentersRegularizer: `reg_weight=τ` adds it,
+    sized from this loss's classes and centers (the argument PML had before 1.0, which "A Metric
+    Learning Reality Check" tuned), or pass one yourself as `weight_regularizer`. The default 0
+    adds none, as PML today.
     `fc` has shape (embedding_size, num_classes·centers_per_class); class c owns columns
     c·K ... (c+1)·K - 1.
     """
@@ -31,8 +35,11 @@ class SoftTripleLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         la=20,
         gamma=0.1,
         margin=0.01,
+        reg_weight=0,
         **kwargs,
     ):
+        if reg_weight:
+            kwargs = with_center_regularizer(kwargs, num_classes, centers_per_class, reg_weight)
         super().__init__(**kwargs)
         if not self.distance.is_inverted:
             raise InvalidArgumentError(
@@ -91,6 +98,19 @@ class SoftTripleLoss(WeightRegularizerMixin, BaseMetricLossFunction):
         }
         self.add_weight_regularization_to_loss_dict(loss_dict, self.fc.t())
         return loss_dict
+
+
+def with_center_regularizer(kwargs, num_classes, centers_per_class, reg_weight):
+    """The base classes' arguments with the paper's center regularizer weighted by reg_weight."""
+    if kwargs.get("weight_regularizer") is not None:
+        raise InvalidArgumentError(
+            "SoftTripleLoss: give reg_weight (the paper's center regularizer) or a "
+            "weight_regularizer, not both; to weight your own regularizer use weight_reg_weight."
+        )
+    regularizer = SparseCentersRegularizer(
+        num_classes=num_classes, centers_per_class=centers_per_class
+    )
+    return {**kwargs, "weight_regularizer": regularizer, "weight_reg_weight": reg_weight}
 
 
 class RelaxedSimilarity(torch.autograd.Function):

@@ -6,6 +6,7 @@ import torch
 from metric_runner.distances import LpDistance
 from metric_runner.losses import SoftTripleLoss
 from metric_runner.losses.soft_triple_loss import RelaxedSimilarity
+from metric_runner.regularizers import SparseCentersRegularizer
 from tests.losses import weight_loss_helpers as h
 
 CENTER_OFFSETS = [0, 50]  # degrees: each class's two centers in the tiny case
@@ -40,6 +41,31 @@ def test_hand_computed_value():
     assert loss_fn(embeddings, labels).item() == pytest.approx(
         h.hand_softmax_loss(logit), rel=1e-12
     )
+
+
+def test_reg_weight_adds_the_paper_s_center_regularizer():
+    """τ·R with R = Σ_c Σ_{t<s} sqrt(2 - 2 cos(w_c^t, w_c^s)) / (C·K·(K-1)) (eq. 11): each of the
+    3 classes has one pair of centers 50° apart, so R = 3·sqrt(2 - 2 cos 50°) / 6."""
+    embeddings, labels, _ = h.tiny_case()
+    sizes = {"num_classes": 3, "embedding_size": 2, "centers_per_class": 2}
+    plain = SoftTripleLoss(**sizes).double()
+    regularised = SoftTripleLoss(**sizes, reg_weight=0.3754).double()
+    for loss_fn in (plain, regularised):
+        h.set_weight(loss_fn, tiny_centers())
+    center_term = 3 * math.sqrt(2 - 2 * math.cos(math.radians(CENTER_OFFSETS[1]))) / 6
+    expected = plain(embeddings, labels).item() + 0.3754 * center_term
+    assert regularised(embeddings, labels).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_reg_weight_and_a_weight_regularizer_are_refused_together():
+    with pytest.raises(ValueError, match="reg_weight .* or a weight_regularizer, not both"):
+        SoftTripleLoss(
+            num_classes=3,
+            embedding_size=2,
+            centers_per_class=2,
+            reg_weight=0.1,
+            weight_regularizer=SparseCentersRegularizer(num_classes=3, centers_per_class=2),
+        )
 
 
 def test_relaxed_similarity_gradient_matches_autograd():
