@@ -7,8 +7,15 @@ one: Resize 256, CenterCrop 224):
 
 - ours: metric_runner's ImageFiles (torchvision.io decoding to uint8 tensors, transforms v2 on
   tensors) through the runner's make_loader (persistent workers, pinned memory on CUDA);
+- ours, batch-decoded: the same ImageFiles read as file bytes by the workers (EncodedImages,
+  collate_encoded) and decoded batch by batch in the main process by BatchDecoder, as the runner's
+  `decode: gpu` does: one decode_jpeg call per batch on the device (nvJPEG on CUDA; on a CPU
+  device the main process decodes while the workers only read files), the transform there;
 - reference: torchvision.datasets.ImageFolder (PIL decoding, PIL transforms, ToTensor) through
   a plain DataLoader.
+
+Each loader reads the folder --repeats times, the loaders taking turns (the order reversed every
+other round, so machine noise hits them alike); the table shows the median images/s.
 
     python scripts/bench_data.py                          # 2,000 images, 4 workers
     python scripts/bench_data.py --images 200 --workers 0  # a quick check
@@ -16,6 +23,7 @@ one: Resize 256, CenterCrop 224):
 """
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -25,6 +33,7 @@ from bench_harness import Table, add_out_argument, seconds, write_results
 from PIL import Image
 from torch.utils.data import DataLoader, SequentialSampler
 
+from metric_runner.datasets.batch_decode import BatchDecoder, EncodedImages, collate_encoded
 from metric_runner.datasets.image_pipeline import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -69,20 +78,71 @@ def reference_transform(train):
     )
 
 
-def images_per_second(loader, device):
-    """Images/s over one pass, the first batch (worker start-up) excluded."""
+def images_per_second(loader, images_on_device, device):
+    """Images/s over one pass, the first batch (worker start-up, decoder set-up) excluded.
+    `images_on_device(batch)` gives the batch's images on the device: a copy for the loaders
+    that decode in their workers, the decoding itself for the batch-decoded one."""
     batches = iter(loader)
-    first, _ = next(batches)
+    images_on_device(next(batches))
     count = 0
 
     def read_the_rest():
         nonlocal count
-        for images, _ in batches:
-            images = images.to(device, non_blocking=True)
-            count += len(images)
+        for batch in batches:
+            count += len(images_on_device(batch))
 
     elapsed = seconds(read_the_rest, device)
-    return count / elapsed, len(first)
+    return count / elapsed
+
+
+def copied_to(device):
+    return lambda batch: batch[0].to(device, non_blocking=True)
+
+
+def decoded_on(transform, device):
+    decoder = BatchDecoder(transform, device)
+    return lambda batch: decoder(batch)[0]
+
+
+def loaders(folder, paths, labels, train, arguments, device):
+    """{name: (loader, images_on_device)} for our loader, ours batch-decoded, and ImageFolder."""
+    from torchvision.datasets import ImageFolder
+
+    pin = device.type == "cuda"
+    workers, batch_size = arguments.workers, arguments.batch_size
+    ours = ImageFiles(paths, labels, image_transform(train))
+    reference = ImageFolder(folder, transform=reference_transform(train))
+    # Byte strings of different lengths: nothing to pin; the decoded images are made on the device.
+    encoded_loader = DataLoader(
+        EncodedImages(ours),
+        batch_size=batch_size,
+        sampler=SequentialSampler(ours),
+        num_workers=workers,
+        collate_fn=collate_encoded,
+        persistent_workers=workers > 0,
+    )
+    return {
+        "ours": (
+            make_loader(ours, batch_size, SequentialSampler(ours), workers, pin),
+            copied_to(device),
+        ),
+        "ours_decoded": (encoded_loader, decoded_on(ours.transform, device)),
+        "reference": (
+            DataLoader(reference, batch_size=batch_size, num_workers=workers, pin_memory=pin),
+            copied_to(device),
+        ),
+    }
+
+
+def median_speeds(named_loaders, repeats, device):
+    """{name: median images/s} over `repeats` passes, the loaders taking turns."""
+    speeds = {name: [] for name in named_loaders}
+    names = list(named_loaders)
+    for round_number in range(repeats):
+        for name in names if round_number % 2 == 0 else names[::-1]:
+            loader, images_on_device = named_loaders[name]
+            speeds[name].append(images_per_second(loader, images_on_device, device))
+    return {name: statistics.median(values) for name, values in speeds.items()}
 
 
 def main():
@@ -90,44 +150,50 @@ def main():
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="passes per loader (median)")
     add_out_argument(parser)
     arguments = parser.parse_args()
-    from torchvision.datasets import ImageFolder
+    if arguments.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {arguments.repeats}")
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    pin = device.type == "cuda"
+    decoded_where = "on the device" if device.type == "cuda" else "in the main process"
     print(
         f"{arguments.images} JPEGs, {arguments.workers} workers, batch {arguments.batch_size}, "
-        f"device {device}, torch {torch.__version__}"
+        f"{arguments.repeats} passes each, device {device}, torch {torch.__version__}"
     )
+    table = Table(
+        "images per second (median of the passes)",
+        [
+            "pipeline",
+            "ours (img/s)",
+            f"ours, decoded {decoded_where} (img/s)",
+            "torchvision ImageFolder (img/s)",
+            "ours / ImageFolder",
+            f"ours decoded {decoded_where} / ImageFolder",
+        ],
+    )
+    speeds = {}
     with tempfile.TemporaryDirectory() as folder:
         paths, labels = make_jpeg_folder(Path(folder), arguments.images)
-        table = Table(
-            "images per second",
-            ["pipeline", "ours (img/s)", "torchvision ImageFolder (img/s)", "ratio"],
-        )
-        speeds = {}
         for train in (True, False):
             torch.manual_seed(0)
-            ours = ImageFiles(paths, labels, image_transform(train))
-            reference = ImageFolder(folder, transform=reference_transform(train))
-            our_loader = make_loader(
-                ours, arguments.batch_size, SequentialSampler(ours), arguments.workers, pin
-            )
-            reference_loader = DataLoader(
-                reference,
-                batch_size=arguments.batch_size,
-                num_workers=arguments.workers,
-                pin_memory=pin,
-            )
-            our_speed, _ = images_per_second(our_loader, device)
-            reference_speed, _ = images_per_second(reference_loader, device)
+            named_loaders = loaders(folder, paths, labels, train, arguments, device)
+            median = median_speeds(named_loaders, arguments.repeats, device)
             name = "train" if train else "eval"
-            ratio = f"{our_speed / reference_speed:.2f}x"
-            table.add(name, f"{our_speed:.0f}", f"{reference_speed:.0f}", ratio)
+            table.add(
+                name,
+                f"{median['ours']:.0f}",
+                f"{median['ours_decoded']:.0f}",
+                f"{median['reference']:.0f}",
+                f"{median['ours'] / median['reference']:.2f}x",
+                f"{median['ours_decoded'] / median['reference']:.2f}x",
+            )
             speeds[name] = {
-                "ours_images_per_s": our_speed,
-                "reference_images_per_s": reference_speed,
+                "ours_images_per_s": median["ours"],
+                "ours_decoded_images_per_s": median["ours_decoded"],
+                "decoded": decoded_where,
+                "reference_images_per_s": median["reference"],
             }
     print(table.markdown())
     write_results(arguments.out, "bench_data", [table], speeds, device=device)

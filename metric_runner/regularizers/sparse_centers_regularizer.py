@@ -6,6 +6,10 @@ from ..utils import common_functions as c_f
 from ..utils.errors import InvalidArgumentError
 from .base_regularizer import BaseRegularizer
 
+# The cross-class similarity statistic has no closed form for a power other than 1; it is then
+# summed over blocks of rows whose (rows, num_centers) similarities hold at most this many entries.
+STATS_BLOCK_ENTRIES = 2**24
+
 
 class SparseCentersRegularizer(BaseRegularizer):
     """Lets the centers of a class merge (SoftTriple, Qian et al., ICCV 2019, eq. 11):
@@ -13,9 +17,11 @@ class SparseCentersRegularizer(BaseRegularizer):
 
     Rows of the weight matrix are the centers, class by class: rows c·K ... c·K + K - 1 belong
     to class c. The distance must be CosineSimilarity; the default reducer is DivisorReducer.
+    Only the C (K, K) blocks of same-class similarities are built, never the (CK, CK) matrix:
+    C·K² entries (1.1e6 for SOP's 11,318 classes x 10 centers instead of 1.3e10).
     """
 
-    def __init__(self, num_classes, centers_per_class, **kwargs):
+    def __init__(self, num_classes: int, centers_per_class: int, **kwargs):
         super().__init__(**kwargs)
         if num_classes < 1:
             raise InvalidArgumentError(f"num_classes must be at least 1, got {num_classes}")
@@ -47,9 +53,13 @@ class SparseCentersRegularizer(BaseRegularizer):
                 f"SparseCentersRegularizer expects num_classes * centers_per_class = {num_centers} "
                 f"rows (one per center), got {len(weights)}; pass the centers as rows."
             )
-        similarities = self.distance(weights)
-        rows, cols = self.same_class_pairs(weights.device)
-        squared_dist = (2 - 2 * similarities[rows, cols]).clamp(min=0)
+        centers = self.normalized_centers(weights)
+        block_similarities = self.same_class_similarities(centers)
+        first, second = torch.triu_indices(
+            self.centers_per_class, self.centers_per_class, 1, device=weights.device
+        )
+        pair_similarities = block_similarities[:, first, second].flatten()
+        squared_dist = (2 - 2 * pair_similarities).clamp(min=0)
         # sqrt has an infinite slope at 0: identical centers get a zero loss and zero gradient.
         is_positive = squared_dist > 0
         safe_squared_dist = torch.where(is_positive, squared_dist, torch.ones_like(squared_dist))
@@ -57,7 +67,7 @@ class SparseCentersRegularizer(BaseRegularizer):
             is_positive, torch.sqrt(safe_squared_dist), torch.zeros_like(squared_dist)
         )
         if self.collect_stats:
-            self.set_stats(similarities)
+            self.set_stats(centers, block_similarities, pair_similarities)
         return {
             "loss": {
                 "losses": losses,
@@ -67,24 +77,39 @@ class SparseCentersRegularizer(BaseRegularizer):
             }
         }
 
-    def same_class_pairs(self, device):
-        """(rows, cols) of every pair t < s of centers of the same class, class by class."""
-        first, second = torch.triu_indices(
-            self.centers_per_class, self.centers_per_class, 1, device=device
-        )
-        class_offsets = (
-            torch.arange(self.num_classes, device=device).unsqueeze(1) * self.centers_per_class
-        )
-        return (class_offsets + first).flatten(), (class_offsets + second).flatten()
+    def normalized_centers(self, weights):
+        """The distance's normalized rows; its norm statistics are recorded as when it is
+        called on the whole matrix, which this regularizer no longer builds."""
+        self.distance.reset_stats()
+        centers = self.distance.maybe_normalize(weights)
+        self.distance.set_default_stats(weights, None, centers, centers)
+        return centers
 
-    def set_stats(self, similarities):
+    def same_class_similarities(self, centers):
+        """(C, K, K): the similarities among each class's centers, one batched matmul (the
+        distance's compute_mat takes 2-D rows only), raised to the distance's power."""
+        by_class = centers.view(self.num_classes, self.centers_per_class, -1)
+        similarities = torch.matmul(by_class, by_class.transpose(1, 2))
+        power = self.distance.power
+        return similarities if power == 1 else similarities**power
+
+    def set_stats(self, centers, block_similarities, pair_similarities):
         with torch.no_grad():
-            center_classes = torch.arange(self.num_classes, device=similarities.device)
-            center_classes = center_classes.repeat_interleave(self.centers_per_class)
-            same_class = center_classes.unsqueeze(1) == center_classes.unsqueeze(0)
-            same_class.fill_diagonal_(False)
-            diff_class = center_classes.unsqueeze(1) != center_classes.unsqueeze(0)
-            self.same_class_center_sim = torch.mean(similarities[same_class]).item()
+            self.same_class_center_sim = torch.mean(pair_similarities).item()
+            num_centers = len(centers)
+            num_diff_class_pairs = num_centers**2 - self.num_classes * self.centers_per_class**2
+            diff_class_sum = self.sum_of_all_similarities(centers) - block_similarities.sum()
             self.diff_class_center_sim = (
-                torch.mean(similarities[diff_class]).item() if self.num_classes > 1 else 0
+                (diff_class_sum / num_diff_class_pairs).item() if num_diff_class_pairs else 0
             )
+
+    def sum_of_all_similarities(self, centers):
+        """The sum over all (i, j) of s(w_i, w_j), without the (CK, CK) matrix: for cosines,
+        sum_ij u_i·u_j = |sum_i u_i|²; a power other than 1 sums blocks of rows."""
+        if self.distance.power == 1:
+            return centers.sum(dim=0).square().sum()
+        rows_per_block = max(1, STATS_BLOCK_ENTRIES // len(centers))
+        return sum(
+            (torch.matmul(block, centers.t()) ** self.distance.power).sum()
+            for block in centers.split(rows_per_block)
+        )

@@ -6,6 +6,8 @@ import torch
 from metric_runner.distances import CosineSimilarity, DotProductSimilarity, LpDistance
 from metric_runner.reducers import DoNothingReducer, MeanReducer
 from metric_runner.regularizers import SparseCentersRegularizer
+from metric_runner.regularizers import sparse_centers_regularizer as sparse_centers_module
+from tests.helpers import assert_close
 from tests.regularizers.regularizer_helpers import (
     assert_float32_agrees_with_float64,
     assert_matches_pml,
@@ -133,3 +135,54 @@ def test_matches_pml_with_squared_cosine_and_mean(
         4, 3, distance=pml_distances.CosineSimilarity(power=2), reducer=pml_reducers.MeanReducer()
     )
     assert_matches_pml(ours, theirs, random_weights(dtype=dtype), dtype)
+
+
+@pytest.mark.parametrize("power, rows_per_block", [(1, None), (2, 5), (2, None), (3, 1)])
+def test_stats_match_pml(pml_regularizers, pml_distances, monkeypatch, power, rows_per_block):
+    if rows_per_block is not None:
+        # Several blocks of rows in the cross-class sum (12 centers, so 12 * rows entries).
+        monkeypatch.setattr(sparse_centers_module, "STATS_BLOCK_ENTRIES", 12 * rows_per_block)
+    rows = random_weights(dtype=torch.float64)
+    ours = SparseCentersRegularizer(
+        4, 3, distance=CosineSimilarity(power=power), collect_stats=True
+    )
+    theirs = pml_regularizers.SparseCentersRegularizer(
+        4, 3, distance=pml_distances.CosineSimilarity(power=power), collect_stats=True
+    )
+    ours(rows)
+    theirs(rows)
+    for name in ("same_class_center_sim", "diff_class_center_sim"):
+        assert getattr(ours, name) == pytest.approx(getattr(theirs, name), rel=1e-9, abs=1e-12)
+
+
+def test_distance_records_norm_stats_as_pml(pml_regularizers, pml_distances):
+    rows = random_weights(dtype=torch.float64)
+    ours = SparseCentersRegularizer(3, 4, distance=CosineSimilarity(collect_stats=True))
+    theirs = pml_regularizers.SparseCentersRegularizer(
+        3, 4, distance=pml_distances.CosineSimilarity(collect_stats=True)
+    )
+    ours(rows)
+    theirs(rows)
+    for name in ("initial_avg_query_norm", "initial_avg_ref_norm", "final_avg_query_norm"):
+        assert getattr(ours.distance, name) == pytest.approx(getattr(theirs.distance, name))
+    assert ours.distance.initial_avg_query_norm != pytest.approx(1.0)
+
+
+def test_size_where_the_full_center_matrix_cannot_be_built():
+    # 200,000 centers: the (CK, CK) similarity matrix would be 4e10 floats (160 GB); the
+    # same-class blocks are 20,000 x 10 x 10. The reference is the Euclidean distance between
+    # unit vectors, sqrt(2 - 2 cos), from torch.cdist on the same blocks.
+    num_classes, centers_per_class, dim = 20_000, 10, 128
+    rows = random_weights(num_rows=num_classes * centers_per_class, dim=dim)
+    value, grad = value_and_grad(
+        SparseCentersRegularizer(num_classes, centers_per_class, collect_stats=True), rows
+    )
+
+    def cdist_reference(x):
+        by_class = torch.nn.functional.normalize(x, dim=1).view(num_classes, centers_per_class, -1)
+        distances = torch.cdist(by_class, by_class).triu(diagonal=1)
+        return distances.sum() / (num_classes * centers_per_class * (centers_per_class - 1))
+
+    expected_value, expected_grad = value_and_grad(cdist_reference, rows.double())
+    assert_close(value, expected_value, torch.float32)
+    assert_close(grad, expected_grad, torch.float32, scale=10)
