@@ -31,8 +31,9 @@ class TrainingState:
     `scheduler` (or None) and `grad_scaler` are saved in checkpoints with `progress` and the
     RNG states; `record` is the current epoch's evaluation record as callbacks fill it
     (epoch, global_step, train_loss, lr, stats, accuracies), `score` its monitored value and
-    `improved` whether it is the best so far; `step_loss` and `step_stats` are the last
-    step's, for the loggers."""
+    `improved` whether it is the best so far; `step_loss` (the last step's total loss, a
+    detached tensor on the training device: read it at the rate you log, `.item()` syncs) and
+    `step_stats` are the last step's, for the loggers."""
 
     models: dict[str, torch.nn.Module]
     loss: torch.nn.Module | None
@@ -46,7 +47,7 @@ class TrainingState:
     record: dict[str, Any] = field(default_factory=dict)
     score: float | None = None
     improved: bool = False
-    step_loss: float | None = None
+    step_loss: torch.Tensor | None = None
     step_stats: dict[str, Any] = field(default_factory=dict)
 
     def start_epoch_record(self, epoch: int) -> None:

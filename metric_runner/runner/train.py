@@ -9,17 +9,20 @@ Under torchrun each process trains its share of every batch; rank 0 evaluates an
 import logging
 import math
 import random
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import RandomSampler
+from omegaconf import DictConfig
+from torch.utils.data import Dataset, RandomSampler
 
 from ..samplers import HierarchicalSampler
 from ..samplers.rank_share_sampler import RankShareSampler
 from ..trainers import (
+    BaseTrainer,
     MetricLossOnly,
     NonFiniteLossError,
     TrainWithClassifier,
@@ -28,6 +31,7 @@ from ..trainers import (
 from ..utils import common_functions as c_f
 from .batches import FlattenedBatches, trainer_dataset
 from .callbacks import (
+    Callback,
     Checkpointing,
     ComponentStats,
     EarlyStopping,
@@ -44,6 +48,8 @@ from .callbacks import (
 from .checkpoint import config_hash, differing_keys, load_checkpoint
 from .components import (
     RunError,
+    Specs,
+    TrainerSpecs,
     build_loss,
     build_model,
     build_self_supervised,
@@ -57,6 +63,7 @@ from .components import (
 )
 from .data import save_label_maps
 from .processes import (
+    Processes,
     join_process_group,
     launched_processes,
     leave_process_group,
@@ -73,7 +80,12 @@ COSINE = torch.optim.lr_scheduler.CosineAnnealingLR
 EXTRA_TERM_LOSSES = (MetricLossOnly.calculate_loss, TrainWithClassifier.calculate_loss)
 
 
-def train(cfg, run_dir, callbacks=(), on_built=None):
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    callbacks: Iterable[Callback] = (),
+    on_built: Callable[["Parts"], None] | None = None,
+) -> list[dict]:
     """Train as `cfg` says, writing checkpoints, metrics and the summary into `run_dir`.
     `callbacks`: more Callback objects, run after the runner's own on rank 0; `on_built(parts)`
     sees the built parts before training (tests, user code). Returns the metrics.jsonl records."""
@@ -161,7 +173,7 @@ class Parts:
     the self-supervised term and the statistics recorder."""
 
 
-def build_parts(cfg, specs, device, processes):
+def build_parts(cfg: DictConfig, specs: Specs, device: torch.device, processes: Processes) -> Parts:
     parts = Parts()
     splits = load_splits(specs.dataset, ("train", "val", "test"))
     parts.train_set = splits.pop("train")
@@ -203,7 +215,7 @@ def build_parts(cfg, specs, device, processes):
     return parts
 
 
-def cascade_sections(trainer_specs, embedding_size):
+def cascade_sections(trainer_specs: TrainerSpecs, embedding_size: int) -> list[int] | None:
     """CascadedEmbeddings' embedding_sizes (checked against the embedder's output), else None."""
     sizes = trainer_specs.trainer.args.get("embedding_sizes")
     if sizes is not None and sum(sizes) != embedding_size:
@@ -215,7 +227,7 @@ def cascade_sections(trainer_specs, embedding_size):
     return sizes
 
 
-def metric_losses_and_miners(specs, parts):
+def metric_losses_and_miners(specs: Specs, parts: Parts) -> tuple[dict, dict]:
     """The metric loss and miner as the trainer names them: metric_loss and tuple_miner, or
     one of each per section of a cascade (metric_loss_0, tuple_miner_0, ...)."""
     if parts.sections is None:
@@ -232,14 +244,14 @@ def metric_losses_and_miners(specs, parts):
     return losses, miners
 
 
-def saved_losses(loss_funcs):
+def saved_losses(loss_funcs: dict[str, torch.nn.Module]) -> torch.nn.Module | None:
     """The module whose state checkpoints keep: the metric loss, or all of a cascade's."""
     if len(loss_funcs) > 1:
         return torch.nn.ModuleDict(loss_funcs)
     return next(iter(loss_funcs.values()), None)
 
 
-def stats_recorder(parts):
+def stats_recorder(parts: Parts) -> StatsRecorder:
     if parts.sections is None:
         components = {
             "loss": parts.loss_funcs.get("metric_loss"),
@@ -249,7 +261,7 @@ def stats_recorder(parts):
     return StatsRecorder({**parts.loss_funcs, **parts.mining_funcs})
 
 
-def part_sizes(name, parts, trunk_features):
+def part_sizes(name: str, parts: Parts, trunk_features: int) -> dict[str, int]:
     """in_features/out_features of a model a trainer block adds: a classifier maps embeddings
     (or its cascade section) to the classes; DeepAdversarialMetricLearning's generator maps a
     triplet of trunk outputs to one."""
@@ -261,7 +273,9 @@ def part_sizes(name, parts, trunk_features):
     return {"in_features": in_features, "out_features": parts.num_classes}
 
 
-def build_sampler(cfg, specs, train_set, processes):
+def build_sampler(
+    cfg: DictConfig, specs: Specs, train_set: Dataset, processes: Processes
+) -> RankShareSampler:
     """The global batches (the configured sampler, or plain shuffling) drawn from a generator
     of their own, each process's share of them."""
     generator = torch.Generator()
@@ -289,7 +303,9 @@ def build_sampler(cfg, specs, train_set, processes):
         raise ConfigError(f"batch_size: {error}") from None
 
 
-def build_trainer(cfg, specs, parts, device, processes):
+def build_trainer(
+    cfg: DictConfig, specs: Specs, parts: Parts, device: torch.device, processes: Processes
+) -> BaseTrainer:
     models = {**parts.models, **parts.extra_models}
     loss_funcs, mining_funcs = dict(parts.loss_funcs), dict(parts.mining_funcs)
     if processes.distributed:
@@ -340,14 +356,14 @@ def build_trainer(cfg, specs, parts, device, processes):
         return trainer_spec.build(**context)
 
 
-def iterations_per_epoch(cfg, sampler):
+def iterations_per_epoch(cfg: DictConfig, sampler: RankShareSampler) -> int | None:
     """None (the trainer's own: one pass of the sampler), or max_batches_per_epoch's cap."""
     if cfg.get("max_batches_per_epoch") is None:
         return None
     return min(cfg.max_batches_per_epoch, len(sampler) // sampler.local_batch_size)
 
 
-def check_takes_extra_terms(trainer_class):
+def check_takes_extra_terms(trainer_class: type[BaseTrainer]) -> None:
     """The trainers whose loss adds extra terms (the self-supervised one); others would
     silently train without it."""
     if trainer_class.calculate_loss not in EXTRA_TERM_LOSSES:
@@ -358,7 +374,7 @@ def check_takes_extra_terms(trainer_class):
 
 
 @contextmanager
-def quiet_logger(logger):
+def quiet_logger(logger: logging.Logger) -> Iterator[None]:
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -367,7 +383,7 @@ def quiet_logger(logger):
         logger.setLevel(level)
 
 
-def runner_callbacks(cfg, parts, run_dir):
+def runner_callbacks(cfg: DictConfig, parts: Parts, run_dir: Path) -> list[Callback]:
     """The runner's behaviour, in the order it runs at the end of each epoch: the record's
     fields, evaluation, the schedule, the logs, checkpoints, early stopping, the progress bar."""
     monitor = (cfg.early_stopping.split, cfg.early_stopping.metric)
@@ -399,7 +415,7 @@ def runner_callbacks(cfg, parts, run_dir):
     return callbacks
 
 
-def load_resumed_checkpoint(cfg):
+def load_resumed_checkpoint(cfg: DictConfig) -> tuple[Path, dict]:
     """(path, checkpoint) of the run being resumed, checked against this run's config."""
     path = Path(cfg.resume).expanduser() / "checkpoints" / "last.pt"
     if not path.is_file():
@@ -414,7 +430,9 @@ def load_resumed_checkpoint(cfg):
     return path, state
 
 
-def replan_cosine(scheduler, t_max):
+def replan_cosine(
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None, t_max: int | None
+) -> None:
     """Resuming with a new `epochs` (a cosine schedule's T_max: ${epochs}) re-plans the cosine
     over the new total: from the resumed epoch on, the rates are those of a run planned for the
     new total from the start, lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2
@@ -431,7 +449,7 @@ def replan_cosine(scheduler, t_max):
     scheduler._last_lr = rates  # what get_last_lr() reports until the next step
 
 
-def seed_everything(seed):
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

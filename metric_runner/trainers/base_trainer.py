@@ -15,6 +15,7 @@ as a self-supervised loss, added to `losses` and weighted by `loss_weights` like
 """
 
 import contextlib
+import math
 
 import numpy as np
 import torch
@@ -201,7 +202,7 @@ class BaseTrainer:
                 f"loss_funcs has {sorted(self.loss_funcs)} and loss_weights {self.loss_weights}. "
                 "Give the loss this trainer needs and a non-zero weight."
             )
-        if self.check_finite_loss and not torch.isfinite(total_loss).item():
+        if self.check_finite_loss and not math.isfinite(total_loss.item()):  # the one sync
             raise NonFiniteLossError(self.epoch, self.iteration, self.losses)
         if self.accumulation_steps > 1:
             total_loss = total_loss / self.accumulation_steps

@@ -50,3 +50,20 @@ def test_matches_pml(pml):
     assert {k: float(v) for k, v in l_ours.items()} == pytest.approx(
         {k: float(v) for k, v in l_pml.items()}
     )
+
+
+def test_unit_weights_add_no_tensor_op_to_the_step():
+    """x * 1 and 0 + x are x bit for bit, so they are skipped: a single loss is its own total,
+    and two losses cost one addition."""
+    weights = torch.tensor([1.0, 2.0], requires_grad=True)
+    single = LossTracker(["a"])
+    single.losses["a"] = weights[0] * 3
+    single.update({})
+    assert single.losses["total_loss"] is single.losses["a"]
+    pair = LossTracker(["a", "b"])
+    a, b = weights[0] * 3, weights[1] ** 2
+    pair.losses["a"], pair.losses["b"] = a, b
+    pair.update({"b": 1.0})
+    total = pair.losses["total_loss"]
+    assert pair.losses["a"] is a and pair.losses["b"] is b
+    assert [f[0] for f in total.grad_fn.next_functions] == [a.grad_fn, b.grad_fn]

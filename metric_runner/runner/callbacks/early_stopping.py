@@ -1,16 +1,17 @@
 from tqdm.auto import tqdm
 
+from ..state import TrainingState
 from .hooks import Callback
 
 
 class EarlyStopping(Callback):
     """Stops after `patience` evaluations in a row without improvement (None: never)."""
 
-    def __init__(self, patience, monitor):
+    def __init__(self, patience: int | None, monitor: tuple[str, str]) -> None:
         self.patience = patience
         self.monitor = monitor
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainingState) -> bool | None:
         progress = state.progress
         if self.patience is None or not state.evaluated or progress.stale_evals < self.patience:
             return None

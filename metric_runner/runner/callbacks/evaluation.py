@@ -1,4 +1,10 @@
+from pathlib import Path
+
+import torch
+
+from ...testers import BaseTester
 from ..registry import ConfigError
+from ..state import TrainingState
 from .hooks import Callback
 
 
@@ -7,7 +13,17 @@ class Evaluation(Callback):
     on `splits` go into the record, and the monitored split/metric (higher is better) decides
     whether this is the best evaluation so far; `stale_evals` counts those that were not."""
 
-    def __init__(self, tester, splits, trunk, embedder, every, last_epoch, monitor, plot_dir=None):
+    def __init__(
+        self,
+        tester: BaseTester,
+        splits: dict,
+        trunk: torch.nn.Module,
+        embedder: torch.nn.Module | None,
+        every: int,
+        last_epoch: int,
+        monitor: tuple[str, str],
+        plot_dir: Path | None = None,
+    ) -> None:
         self.tester = tester
         self.splits = splits
         self.trunk, self.embedder = trunk, embedder
@@ -15,7 +31,7 @@ class Evaluation(Callback):
         self.monitor = monitor
         self.plot_dir = plot_dir
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainingState) -> None:
         epoch = state.progress.epoch
         if epoch % self.every != 0 and epoch != self.last_epoch:
             return
@@ -32,7 +48,7 @@ class Evaluation(Callback):
             progress.stale_evals += 1
 
 
-def monitored_score(monitor, accuracies):
+def monitored_score(monitor: tuple[str, str], accuracies: dict) -> float:
     split, metric = monitor
     try:
         return accuracies[split][metric]
