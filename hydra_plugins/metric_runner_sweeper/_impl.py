@@ -1,19 +1,153 @@
 """The grid sweeper's work (imported when a sweep starts, so that Hydra's plugin discovery
 in every Hydra app stays light)."""
 
+import contextlib
+import copy
+import dataclasses
 import shlex
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from hydra._internal.config_repository import IConfigRepository
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.default_element import ResultDefault
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobStatus
-from omegaconf import OmegaConf
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.config_source import ConfigResult, ConfigSource
+from hydra.types import HydraContext, RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from metric_runner.runner.registry import ConfigError
-from metric_runner.runner.sweep import SWEEP_LOG, check_sweep_jobs, read_job
+from metric_runner.runner.sweep import PRECHECKED_HASHES, SWEEP_LOG, check_sweep_jobs, read_job
+
+# The launcher that runs the jobs in this process, one after the other (Hydra's default).
+IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+# Checked configs kept for the launcher: about 0.3 MB each; later jobs are composed again.
+MOST_KEPT_CONFIGS = 512
 
 
-def sweep(sweeper, arguments):
+class ComposedOnce(ConfigLoader):
+    """Hydra's config loader, except that the launcher gets the config the pre-check composed
+    for a job instead of composing it a second time (each config once: the launcher fills in
+    its job's id and number)."""
+
+    def __init__(self, loader: ConfigLoader) -> None:
+        self.loader = loader
+        self.composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def keep(self, overrides: Sequence[str], cfg: DictConfig) -> None:
+        if len(self.composed) < MOST_KEPT_CONFIGS:
+            self.composed[tuple(overrides)] = cfg
+
+    def load_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: list[str]
+    ) -> DictConfig:
+        kept = self.composed.pop(tuple(sweep_overrides), None)
+        if kept is not None:
+            return kept
+        return self.loader.load_sweep_config(master_config, sweep_overrides)
+
+    # Everything else is the wrapped loader's.
+    def load_configuration(
+        self,
+        config_name: str | None,
+        overrides: list[str],
+        run_mode: RunMode,
+        from_shell: bool = True,
+        validate_sweep_overrides: bool = True,
+    ) -> DictConfig:
+        return self.loader.load_configuration(
+            config_name, overrides, run_mode, from_shell, validate_sweep_overrides
+        )
+
+    def get_search_path(self) -> ConfigSearchPath:
+        return self.loader.get_search_path()
+
+    def get_sources(self) -> list[ConfigSource]:
+        return self.loader.get_sources()
+
+    def list_groups(self, parent_name: str) -> list[str]:
+        return self.loader.list_groups(parent_name)
+
+    def get_group_options(self, *args, **kwargs) -> list[str]:
+        return self.loader.get_group_options(*args, **kwargs)
+
+    def compute_defaults_list(self, *args, **kwargs) -> list[ResultDefault]:
+        return self.loader.compute_defaults_list(*args, **kwargs)
+
+
+class ParsedOnce(IConfigRepository):
+    """Hydra's config repository, except that each config file is read and parsed once: the
+    jobs of a sweep are composed from the same files, and parsing them is about a third of
+    composing a job's config."""
+
+    def __init__(self, repository: IConfigRepository, parsed: dict | None = None) -> None:
+        self.repository = repository
+        self.parsed: dict[tuple, ConfigResult | None] = {} if parsed is None else parsed
+
+    def __deepcopy__(self, memo: dict) -> "ParsedOnce":
+        # Hydra copies the repository for each composition (the primary config may change its
+        # search path); the copies share what was parsed.
+        return ParsedOnce(copy.deepcopy(self.repository, memo), self.parsed)
+
+    def load_config(self, config_path: str) -> ConfigResult | None:
+        key = (config_path, tuple(source.path for source in self.repository.get_sources()))
+        if key not in self.parsed:
+            self.parsed[key] = self.repository.load_config(config_path)
+        return copy.deepcopy(self.parsed[key])  # composing changes the configs it loads
+
+    # Everything else is the wrapped repository's.
+    def get_schema_source(self) -> ConfigSource:
+        return self.repository.get_schema_source()
+
+    def group_exists(self, config_path: str) -> bool:
+        return self.repository.group_exists(config_path)
+
+    def config_exists(self, config_path: str) -> bool:
+        return self.repository.config_exists(config_path)
+
+    def get_group_options(
+        self, group_name: str, results_filter: ObjectType | None = ObjectType.CONFIG
+    ) -> list[str]:
+        return self.repository.get_group_options(group_name, results_filter)
+
+    def get_sources(self) -> list[ConfigSource]:
+        return self.repository.get_sources()
+
+    def initialize_sources(self, config_search_path: ConfigSearchPath) -> None:
+        self.repository.initialize_sources(config_search_path)
+
+
+@contextlib.contextmanager
+def parsing_each_file_once(loader: ConfigLoader) -> Iterator[None]:
+    """While the sweep's jobs are composed (Hydra's own loader keeps its repository in
+    `repository`; any other loader composes as it does)."""
+    hydra_loader = loader.loader if isinstance(loader, ComposedOnce) else loader
+    repository = getattr(hydra_loader, "repository", None)
+    if not isinstance(repository, IConfigRepository):
+        yield
+        return
+    hydra_loader.repository = ParsedOnce(repository)
+    try:
+        yield
+    finally:
+        hydra_loader.repository = repository
+
+
+def composing_once(hydra_context: HydraContext, config: DictConfig) -> HydraContext:
+    """The context the launcher gets: with ComposedOnce when it runs the jobs in this process
+    (a launcher that runs them elsewhere composes them there)."""
+    if OmegaConf.select(config, "hydra.launcher._target_") != IN_PROCESS_LAUNCHER:
+        return hydra_context
+    return dataclasses.replace(
+        hydra_context, config_loader=ComposedOnce(hydra_context.config_loader)
+    )
+
+
+def sweep(sweeper, arguments: list[str]) -> list[Sequence[JobReturn]]:
     """GridSweeper.sweep: check every job, launch them all, report the counts."""
     loader = sweeper.hydra_context.config_loader
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(
@@ -21,8 +155,10 @@ def sweep(sweeper, arguments):
     )
     sweeper.overrides = sweeper.split_arguments(overrides, sweeper.max_batch_size)
     jobs = [job for batch in sweeper.overrides for job in batch]
+    keep = loader.keep if isinstance(loader, ComposedOnce) else None
     try:
-        skipped = check_sweep_jobs(loader, sweeper.config, jobs, sweeper.check)
+        with parsing_each_file_once(loader):
+            skipped = check_sweep_jobs(loader, sweeper.config, jobs, sweeper.check, keep=keep)
     except ConfigError as error:
         print(f"metric-run: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -30,15 +166,18 @@ def sweep(sweeper, arguments):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
     returns, first = [], 0
-    while not sweeper.is_done():
-        batch = sweeper.get_job_batch()
-        returns.append(sweeper.launcher.launch(batch, initial_job_idx=first))
-        first += len(batch)
+    try:
+        while not sweeper.is_done():
+            batch = sweeper.get_job_batch()
+            returns.append(sweeper.launcher.launch(batch, initial_job_idx=first))
+            first += len(batch)
+    finally:  # a sweep cut short leaves no hash for a later sweep's job in the same folder
+        PRECHECKED_HASHES.clear()
     report_counts([r for results in returns for r in results], set(skipped), sweep_dir)
     return returns
 
 
-def report_counts(results, skipped, sweep_dir):
+def report_counts(results: list[JobReturn], skipped: set[int], sweep_dir: Path) -> None:
     failed = [r for r in results if r.status == JobStatus.FAILED]
     done = len(results) - len(failed) - len(skipped)
     print(
@@ -51,7 +190,7 @@ def report_counts(results, skipped, sweep_dir):
         sys.exit(1)
 
 
-def failure_reason(result):
+def failure_reason(result: JobReturn) -> str:
     """The job's recorded one-line reason (job.json), else the exception's first line."""
     run_dir = result.hydra_cfg.hydra.runtime.output_dir if result.hydra_cfg else None
     job = read_job(run_dir) if run_dir else None

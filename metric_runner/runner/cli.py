@@ -15,22 +15,25 @@ import logging
 import re
 import shutil
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any, NoReturn
 
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..datasets.base_dataset import DatasetError
+from .callbacks.hooks import Callback
 from .checkpoint import CheckpointError
 from .components import RunError, check_config, pick_device
 from .evaluate import evaluate_checkpoint
 from .help import help_text
-from .processes import join_process_group, launched_processes, rank0_value
+from .processes import Processes, join_process_group, launched_processes, rank0_value
 from .registry import CONF_DIR, ConfigError, closest, listing, parse
 from .sweep import TrialReporting, run_job
 from .train import train
@@ -50,7 +53,12 @@ EARLIER_RUN_DIRS = set()
 logger = logging.getLogger("metric_runner")
 
 
-def run(cfg, run_dir, callbacks=(), on_built=None):
+def run(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    callbacks: Iterable[Callback] = (),
+    on_built: Callable[[Any], None] | None = None,
+) -> list[dict] | dict[str, Any]:
     """Train or test as `cfg.mode` says, writing into `run_dir`; `callbacks` and `on_built`
     go to `train` (more behaviour on the trainer's hooks; a look at the built parts)."""
     if cfg.mode == "test":
@@ -58,7 +66,7 @@ def run(cfg, run_dir, callbacks=(), on_built=None):
     return train(cfg, run_dir, [*callbacks, *configured_callbacks(cfg)], on_built)
 
 
-def configured_callbacks(cfg):
+def configured_callbacks(cfg: DictConfig) -> list[Callback]:
     """The `callbacks:` config key: Callback classes by `_target_` (import path) and arguments."""
     return [
         parse("callback", block, f"callbacks[{i}]").build()
@@ -66,7 +74,7 @@ def configured_callbacks(cfg):
     ]
 
 
-def compose_config(overrides=()):
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config metric-run runs with these command-line overrides (Hydra's compose API).
     Raises ConfigError with a one-line explanation of a bad override."""
     overrides = translate_null_groups(overrides)
@@ -77,7 +85,7 @@ def compose_config(overrides=()):
         raise ConfigError(explain_override_error(error, overrides)) from None
 
 
-def main():
+def main() -> None:
     arguments = sys.argv[1:]
     try:
         if "--help" in arguments or "-h" in arguments:
@@ -96,7 +104,7 @@ def main():
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def hydra_app(cfg):
+def hydra_app(cfg: DictConfig) -> float | None:
     """One run, or one job of a sweep (its bookkeeping: sweep.run_job); returns the monitored
     score, so any Hydra sweeper can optimise it."""
     run_dir = HydraConfig.get().runtime.output_dir
@@ -116,12 +124,12 @@ def hydra_app(cfg):
         sys.exit(130)
 
 
-def exit_with(error):
+def exit_with(error: Exception) -> NoReturn:
     print(f"metric-run: error: {error}", file=sys.stderr)
     sys.exit(exit_code(error))
 
 
-def exit_code(error):
+def exit_code(error: Exception) -> int:
     """As the README documents: 2 for a config mistake, 1 for data, checkpoint and NaN
     problems (a dataset's own error reaches here wrapped in the ConfigError of its config)."""
     if isinstance(error.__cause__ or error.__context__, DatasetError):
@@ -129,12 +137,12 @@ def exit_code(error):
     return EXIT_CODES[type(error)]
 
 
-def warn_about_ignored_amp(cfg):
+def warn_about_ignored_amp(cfg: DictConfig) -> None:
     if cfg.get("amp") and pick_device(cfg.device).type != "cuda":
         logger.warning("amp=true is ignored: mixed precision runs on CUDA only")
 
 
-def log_to_files(level, message):
+def log_to_files(level: int, message: str) -> None:
     """`message` into the log files only: the console gets it once, on stderr, from exit_with."""
     record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
     for handler in logging.getLogger().handlers:
@@ -142,13 +150,13 @@ def log_to_files(level, message):
             handler.handle(record)
 
 
-def remember_earlier_run_dir(arguments):
+def remember_earlier_run_dir(arguments: Sequence[str]) -> None:
     given = override_value(arguments, "hydra.run.dir")
     if given and Path(given.strip("'")).expanduser().exists():
         EARLIER_RUN_DIRS.add(Path(given.strip("'")).expanduser().resolve())
 
 
-def remove_unstarted_run_dir(cfg, run_dir):
+def remove_unstarted_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     """A single run that failed before writing anything leaves no directory behind; a sweep
     keeps its jobs' failure records, a resumed or earlier run its directory."""
     if HydraConfig.get().mode != RunMode.RUN or cfg.get("resume"):
@@ -159,7 +167,7 @@ def remove_unstarted_run_dir(cfg, run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def prepare(arguments):
+def prepare(arguments: Sequence[str]) -> list[str]:
     """Command-line overrides as Hydra should get them, checked first when that is possible.
 
     `group=null` becomes Hydra's `~group`; `resume=RUN_DIR` replays that run's overrides and
@@ -178,7 +186,7 @@ def prepare(arguments):
     return arguments
 
 
-def with_default_sweeper(arguments):
+def with_default_sweeper(arguments: list[str]) -> list[str]:
     """A multirun goes through our grid sweeper (every job checked before the first starts,
     failed jobs recorded, finished ones skipped on a re-run) unless the user or an
     `hparams_search` preset picks a sweeper. The root config cannot select it itself: its
@@ -192,7 +200,7 @@ def with_default_sweeper(arguments):
     return [*arguments, "hydra/sweeper=grid"] if multirun and not chosen else arguments
 
 
-def resume_arguments(run_dir, arguments):
+def resume_arguments(run_dir: Path, arguments: Sequence[str]) -> list[str]:
     """The resumed run's own overrides (so `metric-run resume=DIR` needs nothing else), then
     these, then: write into that directory and leave Hydra's files and log there untouched.
     `epochs` is the run's latest (its config.yaml), so an extended run stays extended."""
@@ -216,7 +224,7 @@ def resume_arguments(run_dir, arguments):
     ]
 
 
-def with_shared_run_dir(arguments, processes):
+def with_shared_run_dir(arguments: list[str], processes: Processes) -> list[str]:
     """Under torchrun every process writes into rank 0's run directory (Hydra names its default
     after the time, to the microsecond: different in each process); only rank 0 writes Hydra's
     files and log there."""
@@ -232,14 +240,14 @@ def with_shared_run_dir(arguments, processes):
     return [*arguments, *shared]
 
 
-def default_run_dir(arguments):
+def default_run_dir(arguments: Sequence[str]) -> str:
     task_overrides = [a for a in arguments if not is_hydra_setting(a)]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="metric-run"):
         cfg = compose("config", overrides=task_overrides, return_hydra_config=True)
     return str(Path(cfg.hydra.run.dir).resolve())
 
 
-def check_new_run_dir(run_dir):
+def check_new_run_dir(run_dir: str | None) -> None:
     if run_dir and (Path(run_dir) / "checkpoints").exists():
         raise ConfigError(
             f"hydra.run.dir: {run_dir} already holds a run; continue it with resume={run_dir} "
@@ -247,7 +255,7 @@ def check_new_run_dir(run_dir):
         )
 
 
-def translate_null_groups(overrides):
+def translate_null_groups(overrides: Iterable[str]) -> list[str]:
     """`miner=null` -> `~miner`: Hydra removes a group from the defaults list with `~`."""
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
     return [
@@ -256,27 +264,27 @@ def translate_null_groups(overrides):
     ]
 
 
-def is_hydra_setting(override):
+def is_hydra_setting(override: str) -> bool:
     """Hydra's own settings, which the config check does not compose; the search path is not
     one of them: it says where the config groups are."""
     key = key_of(override)
     return key.split("/")[0].split(".")[0] == "hydra" and key != "hydra.searchpath"
 
 
-def key_of(override):
+def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def override_value(overrides, key):
+def override_value(overrides: Iterable[str], key: str) -> str | None:
     values = [o.split("=", 1)[1] for o in overrides if "=" in o and key_of(o) == key]
     return values[-1] if values else None
 
 
-def quote(path):
+def quote(path: str | Path) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def explain_override_error(error, overrides):
+def explain_override_error(error: Exception, overrides: Sequence[str]) -> str:
     message = str(error).strip()
     missing = re.search(r"Could not find '([^']+)/([^']+)'", message)
     if isinstance(error, MissingConfigException) and missing:
@@ -294,7 +302,7 @@ def explain_override_error(error, overrides):
     return message.splitlines()[0]
 
 
-def unknown_key_message(full_key, overrides):
+def unknown_key_message(full_key: str, overrides: Sequence[str]) -> str:
     """`loss.margn=0.1` -> the valid keys next to it, closest first."""
     parent_path, _, key = full_key.rpartition(".")
     groups = [o for o in overrides if "." not in key_of(o) and o[0] != "+"]

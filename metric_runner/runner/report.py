@@ -20,8 +20,10 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -75,7 +77,7 @@ class Row:
 # ---------------------------------------------------------------- reading runs
 
 
-def find_run_dirs(paths):
+def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
     """Every run directory under `paths` (a path may itself be one), and the sweep
     directories met on the way (those holding multirun.yaml)."""
     runs, sweeps = [], []
@@ -87,7 +89,7 @@ def find_run_dirs(paths):
     return runs, sweeps
 
 
-def walk(folder, runs, sweeps):
+def walk(folder: str | os.PathLike, runs: list[Path], sweeps: list[Path]) -> None:
     names = {entry.name: entry for entry in os.scandir(folder)}
     if any(marker in names for marker in RUN_MARKERS):
         runs.append(Path(folder))
@@ -99,7 +101,7 @@ def walk(folder, runs, sweeps):
             walk(entry.path, runs, sweeps)
 
 
-def read_run(path):
+def read_run(path: Path) -> Run:
     job = read_json(path / "job.json") or {}
     config = read_yaml(path / "config.yaml") or read_yaml(path / ".hydra" / "config.yaml") or {}
     records = read_records(path / "metrics.jsonl")
@@ -114,28 +116,28 @@ def read_run(path):
     )
 
 
-def run_status(path, job, records):
+def run_status(path: Path, job: dict, records: list[dict]) -> str:
     if job.get("status") in ("failed", "pruned"):
         return job["status"]
     finished = job.get("status") == "done" or (not job and (path / "summary.md").is_file())
     return "done" if finished and records else "unfinished"
 
 
-def read_json(path):
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def read_yaml(path):
+def read_yaml(path: Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError):
         return None
 
 
-def read_records(path):
+def read_records(path: Path) -> list[dict]:
     try:
         lines = path.read_text().splitlines()
     except OSError:
@@ -149,19 +151,19 @@ def read_records(path):
     return records
 
 
-def command_from_overrides(path):
+def command_from_overrides(path: Path) -> str:
     overrides = read_yaml(path / ".hydra" / "overrides.yaml")
     if overrides is None:
         return ""
     return " ".join(["metric-run", *(shell_quote(o) for o in overrides)])
 
 
-def shell_quote(text):
+def shell_quote(text: str) -> str:
     safe = all(c.isalnum() or c in "-_=.,/:+~[]@" for c in text)
     return text if safe else "'" + text.replace("'", "'\\''") + "'"
 
 
-def missing_jobs(sweep_dir):
+def missing_jobs(sweep_dir: Path) -> list[int]:
     """Jobs a grid sweep asked for that left no directory: their numbers."""
     multirun = read_yaml(sweep_dir / "multirun.yaml") or {}
     hydra = multirun.get("hydra", {})
@@ -173,7 +175,7 @@ def missing_jobs(sweep_dir):
     return [n for n in range(expected) if not (sweep_dir / str(n)).is_dir()]
 
 
-def grid_size(overrides):
+def grid_size(overrides: Iterable[str]) -> int:
     """The number of jobs of a grid sweep (a key given twice: the later list counts, as in
     Hydra's basic sweeper)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -190,7 +192,7 @@ def grid_size(overrides):
 # ---------------------------------------------------------------- grouping and statistics
 
 
-def flatten(value, prefix=""):
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(value, dict):
         return {prefix[:-1]: value}
     flat = {}
@@ -199,7 +201,7 @@ def flatten(value, prefix=""):
     return flat
 
 
-def label_keys(flat_configs):
+def label_keys(flat_configs: Sequence[dict[str, Any]]) -> list[str]:
     """The config keys whose values differ between runs, repetitions and run control excluded;
     a component's arguments are left out where its name already tells them apart."""
     keys = set().union(*flat_configs) if flat_configs else set()
@@ -213,7 +215,7 @@ def label_keys(flat_configs):
     return [k for k in varying if not told_by_name(k, varying, flat_configs)]
 
 
-def told_by_name(key, varying, flat_configs):
+def told_by_name(key: str, varying: list[str], flat_configs: Sequence[dict[str, Any]]) -> bool:
     parent = key.rpartition(".")[0]
     name_key = f"{parent}.name"
     if not parent or key == name_key or name_key not in varying:
@@ -224,17 +226,17 @@ def told_by_name(key, varying, flat_configs):
     return all(len(values) == 1 for values in values_per_name.values())
 
 
-def row_label(flat_config, keys):
+def row_label(flat_config: dict[str, Any], keys: list[str]) -> str:
     parts = [f"{k.removesuffix('.name')}={flat_config.get(k)}" for k in keys]
     return ", ".join(parts) or "all runs"
 
 
-def monitor_of(config):
+def monitor_of(config: dict) -> tuple[str, str]:
     stopping = config.get("early_stopping") or {}
     return stopping.get("split", DEFAULT_MONITOR[0]), stopping.get("metric", DEFAULT_MONITOR[1])
 
 
-def chosen_record(run, epoch_choice):
+def chosen_record(run: Run, epoch_choice: str) -> dict:
     """The record of the epoch a row reports: best monitored score (earliest on ties, as in
     training) or the last evaluation."""
     if epoch_choice == "last":
@@ -246,7 +248,7 @@ def chosen_record(run, epoch_choice):
     return max(scored, key=lambda r: r["accuracies"][split][metric])
 
 
-def build_rows(runs, split, metric, epoch_choice):
+def build_rows(runs: list[Run], split: str, metric: str, epoch_choice: str) -> list[Row]:
     flat = [flatten(run.config) for run in runs]
     keys = label_keys(flat)
     grouped = {}
@@ -262,7 +264,7 @@ def build_rows(runs, split, metric, epoch_choice):
     return rows
 
 
-def make_row(label, runs, split, epoch_choice):
+def make_row(label: str, runs: list[Run], split: str, epoch_choice: str) -> Row:
     scores, best_epochs, curves = {}, [], {}
     for run in runs:
         record = chosen_record(run, epoch_choice)
@@ -272,7 +274,7 @@ def make_row(label, runs, split, epoch_choice):
     return Row(label, runs, scores, best_epochs, curves)
 
 
-def add_curves(rows, split, metric):
+def add_curves(rows: list[Row], split: str, metric: str) -> None:
     for row in rows:
         for run in row.runs:
             for record in run.records:
@@ -281,7 +283,7 @@ def add_curves(rows, split, metric):
                     row.curves.setdefault(record["epoch"], []).append(value)
 
 
-def mean_and_ci(values):
+def mean_and_ci(values: Sequence[float]) -> tuple[float, float, int]:
     """(mean, half-width of the 95% Student-t interval, n); the half-width is nan for n < 2."""
     from scipy import stats
 
@@ -293,7 +295,7 @@ def mean_and_ci(values):
     return float(values.mean()), float(half), n
 
 
-def welch_p_value(values, baseline_values):
+def welch_p_value(values: Sequence[float], baseline_values: Sequence[float]) -> float:
     from scipy import stats
 
     if len(values) < 2 or len(baseline_values) < 2:
@@ -301,7 +303,7 @@ def welch_p_value(values, baseline_values):
     return float(stats.ttest_ind(values, baseline_values, equal_var=False).pvalue)
 
 
-def find_baseline(rows, wanted):
+def find_baseline(rows: list[Row], wanted: str) -> Row:
     exact = [row for row in rows if row.label == wanted]
     matches = exact or [row for row in rows if wanted in row.label]
     if len(matches) != 1:
@@ -314,7 +316,7 @@ def find_baseline(rows, wanted):
 # ---------------------------------------------------------------- the table
 
 
-def table(rows, metric, baseline):
+def table(rows: list[Row], metric: str, baseline: Row | None) -> list[list[str]]:
     """Header and rows of the report table (strings), primary metric first."""
     metrics = [metric, *sorted(m for m in rows[0].scores if m != metric)]
     header = ["configuration", "n", *metrics, "best epoch"]
@@ -331,7 +333,7 @@ def table(rows, metric, baseline):
     return lines
 
 
-def comparison_cells(row, baseline, metric):
+def comparison_cells(row: Row, baseline: Row, metric: str) -> list[str]:
     if row is baseline:
         return ["baseline", ""]
     difference = np.mean(row.scores[metric]) - np.mean(baseline.scores[metric])
@@ -339,11 +341,11 @@ def comparison_cells(row, baseline, metric):
     return [f"{difference:+.4f}", "n/a" if math.isnan(p) else f"{p:.4g}"]
 
 
-def format_ci(mean, half):
+def format_ci(mean: float, half: float) -> str:
     return f"{mean:.4f}" if math.isnan(half) else f"{mean:.4f} ± {half:.4f}"
 
 
-def html_table(lines):
+def html_table(lines: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in lines[0])
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
@@ -352,7 +354,7 @@ def html_table(lines):
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def csv_rows(rows, metric, baseline):
+def csv_rows(rows: list[Row], metric: str, baseline: Row | None) -> list[list]:
     """Plain numbers for spreadsheets: mean, ci95 (half-width) and n per metric."""
     metrics = [metric, *sorted(m for m in rows[0].scores if m != metric)]
     header = ["configuration", "n", "best_epoch_mean"]
@@ -379,7 +381,7 @@ def csv_rows(rows, metric, baseline):
 # ---------------------------------------------------------------- plots
 
 
-def plot_curves(rows, split, metric, path):
+def plot_curves(rows: list[Row], split: str, metric: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
@@ -397,7 +399,7 @@ def plot_curves(rows, split, metric, path):
     save_figure(figure, path)
 
 
-def plot_bars(rows, split, metric, path):
+def plot_bars(rows: list[Row], split: str, metric: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ordered = sorted(rows, key=lambda r: -np.mean(r.scores[metric]))
@@ -417,7 +419,7 @@ def plot_bars(rows, split, metric, path):
     save_figure(figure, path)
 
 
-def save_figure(figure, path):
+def save_figure(figure: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure.tight_layout()
@@ -428,7 +430,7 @@ def save_figure(figure, path):
 # ---------------------------------------------------------------- environment
 
 
-def environment():
+def environment() -> dict[str, Any]:
     """What produced the numbers: versions, git commit and dirty flag, machine."""
     import importlib.metadata as metadata
 
@@ -450,7 +452,7 @@ def environment():
     return info
 
 
-def cpu_name():
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -460,7 +462,7 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def git_state(folder):
+def git_state(folder: Path) -> dict[str, Any]:
     def git(*arguments):
         return subprocess.run(
             ["git", "-C", str(folder), *arguments], capture_output=True, text=True, timeout=10
@@ -476,7 +478,7 @@ def git_state(folder):
     return {"git_commit": commit.stdout.strip(), "git_dirty": dirty}
 
 
-def environment_lines(runs):
+def environment_lines(runs: list[Run]) -> list[str]:
     """One line per distinct recorded environment value (runs recorded at different times may
     differ: that is worth seeing)."""
     recorded = [run.environment for run in runs if run.environment]
@@ -494,7 +496,7 @@ def environment_lines(runs):
 # ---------------------------------------------------------------- the report
 
 
-def problem_lines(runs, missing):
+def problem_lines(runs: list[Run], missing: list[Path]) -> list[str]:
     lines = [f"- missing: {path}" for path in missing]
     for run in runs:
         if run.status in ("failed", "pruned"):
@@ -504,7 +506,15 @@ def problem_lines(runs, missing):
     return lines
 
 
-def write_report(out, lines, rows, runs, problems, options, baseline):
+def write_report(
+    out: Path,
+    lines: list[list[str]],
+    rows: list[Row],
+    runs: list[Run],
+    problems: list[str],
+    options: argparse.Namespace,
+    baseline: Row | None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_curves(rows, options.split, options.metric, out / "report_curves.png")
     plot_bars(rows, options.split, options.metric, out / "report_bars.png")
@@ -524,7 +534,7 @@ def write_report(out, lines, rows, runs, problems, options, baseline):
     (out / "report.html").write_text(report_html(out, intro, lines, sections, commands))
 
 
-def report_intro(options, baseline):
+def report_intro(options: argparse.Namespace, baseline: Row | None) -> str:
     text = (
         f"{options.split}/{options.metric} and the other {options.split} metrics at the "
         f"{'best validation' if options.epoch == 'best' else 'last'} epoch: mean ± 95% "
@@ -535,7 +545,13 @@ def report_intro(options, baseline):
     return text
 
 
-def report_html(out, intro, lines, sections, commands):
+def report_html(
+    out: Path,
+    intro: str,
+    lines: list[list[str]],
+    sections: dict[str, list[str]],
+    commands: list[str],
+) -> str:
     images = "".join(
         f'<img alt="{name}" src="data:image/png;base64,'
         f'{base64.b64encode((out / name).read_bytes()).decode()}">'
@@ -554,7 +570,7 @@ def report_html(out, intro, lines, sections, commands):
     return "".join(parts) + "</body></html>"
 
 
-def parse_arguments(argv):
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="metric-report", description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
     parser.add_argument("--metric", default=DEFAULT_MONITOR[1])
@@ -566,11 +582,11 @@ def parse_arguments(argv):
     return parser.parse_args(argv)
 
 
-def default_out(dirs):
+def default_out(dirs: Sequence[str]) -> Path:
     return Path(os.path.commonpath([os.path.abspath(d) for d in dirs]))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     options = parse_arguments(sys.argv[1:] if argv is None else argv)
     try:
         report(options)
@@ -579,7 +595,7 @@ def main(argv=None):
         sys.exit(2)
 
 
-def report(options):
+def report(options: argparse.Namespace) -> None:
     paths, sweeps = find_run_dirs(options.dirs)
     runs = [read_run(path) for path in paths]
     missing = [sweep / str(n) for sweep in sweeps for n in missing_jobs(sweep)]

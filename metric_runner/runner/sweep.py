@@ -23,12 +23,15 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_method, instantiate
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from .callbacks.hooks import Callback
 from .checkpoint import RUN_CONTROL_KEYS
@@ -37,6 +40,7 @@ from .processes import launched_processes
 from .registry import ConfigError
 from .report import environment
 from .run_log import write_atomically
+from .state import TrainingState
 
 JOB_FILE = "job.json"
 SWEEP_LOG = "sweep.jsonl"
@@ -49,6 +53,12 @@ TRIAL_ENV = {
     "pruner": "METRIC_RUNNER_OPTUNA_PRUNER",  # JSON of its _target_ block; "" = Optuna's default
 }
 ACTIVE_TRIAL = contextvars.ContextVar("metric_runner_optuna_trial", default=None)
+# Config hashes by job directory, from the pre-check of a sweep whose launcher runs the checked
+# configs in this process: the job does not hash its config a second time.
+PRECHECKED_HASHES: dict[str, str] = {}
+# Keys that metric-run's check (components.check_config: components and run settings) does not
+# read: the jobs of a sweep over seeds are checked once.
+NOT_CHECKED = ("seed",)
 
 
 class JobFailed(RuntimeError):
@@ -58,7 +68,7 @@ class JobFailed(RuntimeError):
 class Job:
     """Where a job runs and how it was launched (from Hydra's runtime config)."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
         self.multirun, self.sweep_dir, self.number, self.overrides = False, None, None, []
         # Under torchrun (or a SLURM job of several tasks) every process runs the job; rank 0
@@ -72,14 +82,14 @@ class Job:
             self.overrides = list(hydra.overrides.task)
 
     @property
-    def command(self):
+    def command(self) -> str:
         return shlex.join(["metric-run", *self.overrides])
 
-    def save(self, record):
+    def save(self, record: dict) -> None:
         if self.records:
             write_job(self.run_dir, record)
 
-    def log(self, status, **details):
+    def log(self, status: str, **details: Any) -> None:
         """One line in the sweep's sweep.jsonl (appends are atomic for lines this short)."""
         if self.sweep_dir is None or not self.records:
             return
@@ -89,13 +99,16 @@ class Job:
             file.write(json.dumps(line) + "\n")
 
 
-def run_job(cfg, run_dir, run):
+def run_job(
+    cfg: DictConfig, run_dir: str | os.PathLike, run: Callable[[DictConfig, str], Any]
+) -> float | None:
     """`run(cfg, run_dir)` with the job's bookkeeping; returns the monitored score."""
     job = Job(run_dir)
     previous = read_job(run_dir) or {}
     if previous and not (job.multirun or cfg.resume):
         return run(cfg, run_dir)  # the runner refuses a used run directory; leave its record
-    digest = job_hash(cfg)
+    prechecked = PRECHECKED_HASHES.pop(os.path.abspath(run_dir), None) if job.multirun else None
+    digest = prechecked or job_hash(cfg)
     if job.multirun:
         refuse_changed_config(previous, digest, run_dir, job.overrides)
         if is_finished(previous, cfg):
@@ -128,7 +141,7 @@ def run_job(cfg, run_dir, run):
     return score
 
 
-def record_failure_and_raise(job, record, error, seconds):
+def record_failure_and_raise(job: Job, record: dict, error: Exception, seconds: float) -> None:
     """Record the failure; in a multirun raise JobFailed (the launcher records the job as
     failed and the sweep goes on); alone, raise the error as it is. A config the runner
     refused before training (`record` is then the directory's previous one) leaves the
@@ -144,7 +157,9 @@ def record_failure_and_raise(job, record, error, seconds):
     raise error
 
 
-def refuse_changed_config(previous, digest, run_dir, overrides):
+def refuse_changed_config(
+    previous: dict, digest: str, run_dir: str | os.PathLike, overrides: Sequence[str]
+) -> None:
     if previous.get("config_hash") not in (None, digest):
         raise ConfigError(
             f"job {shlex.join(overrides)}: {run_dir} holds a run of another config; use "
@@ -152,25 +167,27 @@ def refuse_changed_config(previous, digest, run_dir, overrides):
         )
 
 
-def is_finished(previous, cfg):
+def is_finished(previous: dict, cfg: DictConfig) -> bool:
     """Finished with the same config and at least as many epochs (more epochs continue it)."""
     return previous.get("status") == "done" and (previous.get("epochs") or 0) >= (
         cfg.get("epochs") or 0
     )
 
 
-def job_hash(cfg):
+def job_hash(cfg: DictConfig) -> str:
     """Hash of what the job trains: its resolved config less the keys that say how to run it
-    (checkpoint.RUN_CONTROL_KEYS) and the sweep's name. (One to_container: composing and
-    hashing each job of a sweep is on its critical path.)"""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for key in (*RUN_CONTROL_KEYS, "sweep_name"):
-        container.pop(key, None)
-    text = json.dumps(container, sort_keys=True, default=str)
+    (checkpoint.RUN_CONTROL_KEYS) and the sweep's name."""
+    return digest(OmegaConf.to_container(cfg, resolve=True), (*RUN_CONTROL_KEYS, "sweep_name"))
+
+
+def digest(container: dict, left_out: Sequence[str] = ()) -> str:
+    """A short hash of a resolved config (one to_container of it serves several digests)."""
+    kept = {key: value for key, value in container.items() if key not in left_out}
+    text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def monitored_score(cfg, result):
+def monitored_score(cfg: DictConfig, result: Any) -> float | None:
     """The best monitored score of a training run's records (or of mode=test's one record)."""
     records = result if isinstance(result, list) else [result]
     split, metric = cfg.early_stopping.split, cfg.early_stopping.metric
@@ -182,29 +199,29 @@ def monitored_score(cfg, result):
     return max(scores) if scores else None
 
 
-def one_line(error):
+def one_line(error: BaseException) -> str:
     text = str(error).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def now():
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def read_job(run_dir):
+def read_job(run_dir: str | os.PathLike) -> dict | None:
     try:
         return json.loads((Path(run_dir) / JOB_FILE).read_text())
     except (OSError, ValueError):
         return None
 
 
-def write_job(run_dir, record):
+def write_job(run_dir: str | os.PathLike, record: dict) -> None:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_atomically(Path(run_dir) / JOB_FILE, json.dumps(record, indent=1) + "\n")
 
 
-def job_environment(cfg):
+def job_environment(cfg: DictConfig) -> dict:
     info = dict(cached_environment())
     try:
         info["device"] = str(pick_device(cfg.device))
@@ -215,7 +232,7 @@ def job_environment(cfg):
 
 
 @functools.cache
-def cached_environment():
+def cached_environment() -> dict:
     """Versions, git state and machine, looked up once per process (jobs of one launcher
     process share them)."""
     return environment()
@@ -225,7 +242,7 @@ def cached_environment():
 
 
 @functools.cache
-def open_storage(url):
+def open_storage(url: str) -> Any:
     """An Optuna storage from a URL: any RDB URL (sqlite:///..., postgresql://...), or
     `journal:PATH` for Optuna's journal file (many workers on a shared filesystem). One per
     URL and process: connecting costs a second, and every trial's job needs it."""
@@ -239,7 +256,7 @@ def open_storage(url):
 
 
 @contextlib.contextmanager
-def attached_trial():
+def attached_trial() -> Iterator[None]:
     """Make the Optuna trial the sweeper handed to this job (if any) the active one."""
     trial_id = os.environ.get(TRIAL_ENV["trial_id"])
     if trial_id is None:
@@ -260,7 +277,7 @@ def attached_trial():
         ACTIVE_TRIAL.reset(token)
 
 
-def report_evaluation(epoch, score):
+def report_evaluation(epoch: int, score: float | None) -> None:
     """Hand one evaluation's monitored score to the running Optuna trial, if there is one;
     raises optuna.TrialPruned when its pruner says the trial will not pay off."""
     trial = ACTIVE_TRIAL.get()
@@ -276,38 +293,59 @@ def report_evaluation(epoch, score):
 # ---------------------------------------------------------------- before the first job
 
 
-def check_sweep_jobs(config_loader, master_config, jobs, check, numbered=True):
+def check_sweep_jobs(
+    config_loader: ConfigLoader,
+    master_config: DictConfig,
+    jobs: Sequence[Sequence[str]],
+    check: str | None,
+    numbered: bool = True,
+    keep: Callable[[Sequence[str], DictConfig], None] | None = None,
+) -> list[int]:
     """Compose every job's config (its overrides on top of the sweep's) and check it with
     `check` (a function's dotted path, such as metric-run's registry check
     metric_runner.runner.components.check_config; None: compose only) and, for `numbered`
     jobs (job i runs in the sweep's i-th directory), against what its job directory already
-    holds. Returns the numbers of the jobs that finished before (the re-run skips them).
-    Raises ConfigError naming the first bad job."""
+    holds. Jobs whose configs differ only in NOT_CHECKED keys are checked once.
+    `keep(overrides, config)` receives each checked job's full config (Hydra's node
+    included), so a launcher in this process can run it without composing it again; the job
+    then finds its config hash in PRECHECKED_HASHES. Returns the numbers of the jobs that
+    finished before (the re-run skips them). Raises ConfigError naming the first bad job."""
     check_config = get_method(check) if check else (lambda cfg: None)
 
-    finished = []
+    PRECHECKED_HASHES.clear()
+    finished, checked = [], set()
     saved_hydra = HydraConfig.instance().cfg
     try:
         for number, overrides in enumerate(jobs):
             try:
                 cfg, run_dir = compose_job(config_loader, master_config, overrides, number)
-                check_config(cfg)
+                task_cfg = without_hydra(cfg)
+                container = OmegaConf.to_container(task_cfg, resolve=True)
+                if (check_key := digest(container, NOT_CHECKED)) not in checked:
+                    check_config(task_cfg)
+                    checked.add(check_key)
                 previous = (read_job(run_dir) if numbered else None) or {}
-                refuse_changed_config(previous, job_hash(cfg), run_dir, overrides)
+                config_hash = digest(container, (*RUN_CONTROL_KEYS, "sweep_name"))
+                refuse_changed_config(previous, config_hash, run_dir, overrides)
             except ConfigError as error:
                 message = str(error)
                 if not message.startswith("job "):
                     message = f"job {shlex.join(overrides)}: {message}"
                 raise ConfigError(message) from None
-            if is_finished(previous, cfg):
+            if is_finished(previous, task_cfg):
                 finished.append(number)
+            if keep and numbered:
+                keep(overrides, cfg)
+                PRECHECKED_HASHES[os.path.abspath(run_dir)] = config_hash
     finally:
         HydraConfig.instance().cfg = saved_hydra
     return finished
 
 
-def compose_job(config_loader, master_config, overrides, number):
-    """(the job's task config, its directory) as the launcher will make them."""
+def compose_job(
+    config_loader: ConfigLoader, master_config: DictConfig, overrides: Sequence[str], number: int
+) -> tuple[DictConfig, Path]:
+    """(the job's full config, its directory) as the launcher will make them."""
     from .cli import explain_override_error  # cli imports this module
 
     try:
@@ -316,17 +354,24 @@ def compose_job(config_loader, master_config, overrides, number):
         raise ConfigError(explain_override_error(error, list(overrides))) from None
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.job.num = number
-    HydraConfig.instance().set_config(cfg)
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the job's config
+    OmegaConf.set_readonly(cfg.hydra, False)  # as composed: the launcher fills in the job's id
     run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
     return cfg, run_dir
+
+
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """The job's config as its task function gets it (Hydra's node left out), without copying
+    the whole config as Hydra does when the job starts; ${now:...} keeps its composed value)."""
+    task_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    OmegaConf.copy_cache(from_config=cfg, to_config=task_cfg)
+    return task_cfg
 
 
 class TrialReporting(Callback):
     """Hands each evaluation's monitored score to the attached Optuna trial (pruning); does
     nothing outside an Optuna search."""
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainingState) -> None:
         if state.evaluated:
             report_evaluation(state.record["epoch"], state.score)

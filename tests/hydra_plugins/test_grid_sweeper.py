@@ -1,0 +1,119 @@
+"""The grid sweeper composes each job's config once: its pre-check parses every config file
+once (ParsedOnce), and Hydra's in-process launcher runs the configs the check composed
+(ComposedOnce), with the config hash the check computed."""
+
+import json
+import sys
+
+import pytest
+from hydra import initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from hydra_plugins.metric_runner_sweeper import _impl
+from hydra_plugins.metric_runner_sweeper._impl import ParsedOnce
+from metric_runner.runner import cli, components, sweep
+from metric_runner.runner.registry import CONF_DIR
+
+TINY = ["epochs=1", "model=mlp"]
+
+
+def sweep_without_training(monkeypatch, sweep_dir, *overrides):
+    """`metric-run -m ...` in this process with every job's training replaced by nothing;
+    returns the overrides of each job the config loader composed, in order."""
+    composed = []
+    compose = ConfigLoaderImpl.load_sweep_config
+
+    def counted(loader, master_config, sweep_overrides):
+        composed.append(list(sweep_overrides))
+        return compose(loader, master_config, sweep_overrides)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", counted)
+    monkeypatch.setattr(cli, "run", lambda cfg, run_dir, callbacks=(): [])
+    arguments = ["-m", "hydra/sweeper=grid", f"hydra.sweep.dir={sweep_dir}", *overrides]
+    monkeypatch.setattr(sys, "argv", ["metric-run", *arguments])
+    cli.main()
+    return composed
+
+
+def job_record(sweep_dir, number):
+    return json.loads((sweep_dir / str(number) / "job.json").read_text())
+
+
+def test_each_job_is_composed_once_and_runs_the_config_it_would_alone(tmp_path, monkeypatch):
+    sweep_dir = tmp_path / "grid"
+    hashed = []
+    job_hash = sweep.job_hash
+    monkeypatch.setattr(sweep, "job_hash", lambda cfg: hashed.append(cfg) or job_hash(cfg))
+    composed = sweep_without_training(monkeypatch, sweep_dir, *TINY, "loss=triplet,contrastive")
+    jobs = [[*TINY, "loss=triplet"], [*TINY, "loss=contrastive"]]
+    assert composed == jobs  # Hydra's launcher alone would compose each a second time
+    assert hashed == []  # each job has the hash its check computed
+    for number, overrides in enumerate(jobs):
+        alone = cli.compose_config(overrides)
+        ran = OmegaConf.load(sweep_dir / str(number) / ".hydra" / "config.yaml")
+        assert ran.loss == alone.loss and ran.model == alone.model and ran.epochs == 1
+        assert job_record(sweep_dir, number)["config_hash"] == job_hash(alone)
+
+
+def test_jobs_past_the_kept_configs_are_composed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(_impl, "MOST_KEPT_CONFIGS", 1)
+    sweep_dir = tmp_path / "grid"
+    composed = sweep_without_training(monkeypatch, sweep_dir, *TINY, "seed=0,1,2")
+    jobs = [[*TINY, f"seed={seed}"] for seed in (0, 1, 2)]
+    assert composed == [*jobs, *jobs[1:]]
+    hashes = [job_record(sweep_dir, n)["config_hash"] for n in range(3)]
+    assert hashes == [sweep.job_hash(cli.compose_config(job)) for job in jobs]
+
+
+@pytest.fixture
+def hydra_loader():
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="metric-run"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", ["hydra/sweeper=grid"], RunMode.MULTIRUN)
+        yield loader, master
+
+
+def test_configs_composed_from_files_parsed_once_are_those_composed_from_the_files(hydra_loader):
+    """Composing changes the configs it loads: each composition must get its own copy."""
+    loader, master = hydra_loader
+    jobs = [
+        ["loss=triplet"],
+        ["loss=contrastive", "~miner"],
+        ["loss=triplet", "loss.margin=0.3", "model=mlp"],
+        ["loss=triplet"],
+        ["experiment=digits_benchmark", "seed=4"],
+    ]
+    expected = [OmegaConf.to_yaml(loader.load_sweep_config(master, job)) for job in jobs]
+    plain = loader.repository
+    loader.repository = ParsedOnce(plain)
+    try:
+        got = [OmegaConf.to_yaml(loader.load_sweep_config(master, job)) for job in jobs]
+        parsed = len(loader.repository.parsed)
+    finally:
+        loader.repository = plain
+    assert got == expected
+    assert expected[0] != expected[1] and expected[0] == expected[3]
+    assert 10 < parsed < 60  # each file once (the config groups' options), not once per job
+
+
+def test_jobs_that_differ_only_in_their_seed_are_checked_once(tmp_path, monkeypatch):
+    checked = []
+    check = components.check_config
+
+    def recorded(cfg):
+        checked.append((cfg.loss.name, cfg.seed))
+        return check(cfg)
+
+    monkeypatch.setattr(components, "check_config", recorded)
+    overrides = ["loss=triplet,contrastive", "seed=0,1,2"]
+    sweep_without_training(monkeypatch, tmp_path / "grid", *TINY, *overrides)
+    assert checked == [("TripletMarginLoss", 0), ("ContrastiveLoss", 0)]
+
+
+def test_metric_runs_check_does_not_read_the_seed():
+    """What lets a sweep over seeds check its config once (sweep.NOT_CHECKED)."""
+    assert sweep.NOT_CHECKED == ("seed",)
+    components.check_config(cli.compose_config(["seed=not-a-number"]))
