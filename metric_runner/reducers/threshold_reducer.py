@@ -57,8 +57,9 @@ class ThresholdReducer(BaseReducer):
 
 
 class _MeanOfKept(torch.autograd.Function):
-    """torch.mean of losses[keep] (0 when nothing is kept). Backward writes 1 / count where
-    kept, by one multiply, instead of index_select's scatter into a zeroed buffer."""
+    """torch.mean of losses[keep] (0 when nothing is kept). Backward writes grad / count where
+    kept and 0 elsewhere in one pass that allocates only its result, instead of index_select's
+    scatter into a zeroed buffer."""
 
     @staticmethod
     def forward(ctx, losses, keep):
@@ -75,4 +76,4 @@ class _MeanOfKept(torch.autograd.Function):
         (keep,) = ctx.saved_tensors
         if ctx.count == 0:
             return torch.zeros(keep.shape, dtype=grad.dtype, device=grad.device), None
-        return keep.to(grad.dtype) * (grad / ctx.count), None
+        return torch.where(keep, grad / ctx.count, 0), None

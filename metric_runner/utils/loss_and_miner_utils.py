@@ -344,8 +344,9 @@ class LazyIndexTuple(collections.abc.Sequence):
     values, so the millions of indices are then never built. It supports len(), indexing,
     slicing (another LazyIndexTuple sharing the built tensors), iteration and unpacking;
     tuple(x) gives a real tuple. `lengths` are the tensors' lengths, known before building.
-    `flat_positions`, for all pairs of an (N, M) matrix, are the (positive, negative) pairs'
-    positions in the flattened matrix (see all_pairs_of_masks); slices drop them.
+    `flat_positions`, for all pairs of an (N, M) matrix, locate the (positive, negative) pairs
+    in it, each as flat positions or a boolean mask (see pick_at, all_pairs_of_masks and
+    all_pairs_of_labels); slices drop them.
     `lexicographic` says whether the tuples are listed in lexicographic order, the order in
     which PML lists all pairs and triplets (see lexicographic_order).
     """
@@ -427,53 +428,78 @@ def same_label_pairs(labels, ref_labels):
 
 
 def all_pairs_of_labels(labels, ref_labels=None, self_columns=None):
-    """all_pairs_of_masks of the same-label and different-label masks, the positives found by
-    same_label_pairs rather than by scanning their mask. A query's pair with itself is not a
-    positive: with `ref_labels` None (the batch is its own reference set) that is the
+    """LazyIndexTuple (a1, p, a2, n) of every same-label (positive) and different-label
+    (negative) pair, in row-major order as torch.where lists them. A query's pair with itself is
+    not a positive: with `ref_labels` None (the batch is its own reference set) that is the
     diagonal; otherwise `self_columns[i]`, when given, is the reference column holding query i.
+
+    The positives come from same_label_pairs rather than from scanning their mask. The
+    negatives, often nearly all of the N·M pairs, stay a boolean (N, M) mask: their `flat_positions`
+    entry is that mask (see pick_at), and their indices are built only when asked for.
     """
     same_set = is_same_set(labels, ref_labels)
     ref_labels = labels if same_set else ref_labels
     if same_set:
         self_columns = torch.arange(len(labels), device=labels.device)
     rows, cols = same_label_pairs(labels, ref_labels)
+    # Every pair is either same-label (self pairs included) or a negative.
+    num_neg = len(labels) * len(ref_labels) - len(rows)
     if self_columns is not None:
         not_self = cols != self_columns[rows]
         rows, cols = rows[not_self], cols[not_self]
     num_cols = len(ref_labels)
     neg_mask = labels.unsqueeze(1) != ref_labels.unsqueeze(0)
-    neg_flat = torch.nonzero(neg_mask.view(-1)).squeeze(1)
-    return pairs_at_flat_positions(rows * num_cols + cols, neg_flat, num_cols)
+    neg_flat = functools.cache(lambda: torch.nonzero(neg_mask.view(-1)).squeeze(1))
+    return LazyIndexTuple(
+        [lambda: rows, lambda: cols, lambda: neg_flat() // num_cols, lambda: neg_flat() % num_cols],
+        [len(rows)] * 2 + [num_neg] * 2,
+        flat_positions=(rows * num_cols + cols, neg_mask),
+    )
+
+
+def pick_at(mat, where):
+    """The entries of `mat` at `where`, in row-major order: `where` is either the entries' flat
+    positions or a boolean mask of mat's shape (cheaper than the positions of a dense mask)."""
+    if where.dtype == torch.bool:
+        return mat.masked_select(where)
+    return mat.reshape(-1).index_select(0, where)
+
+
+def put_at_(mat, where, values):
+    """Writes `values` into `mat` at `where` (as pick_at reads them), in place."""
+    if where.dtype == torch.bool:
+        return mat.masked_scatter_(where, values)
+    mat.view(-1).scatter_(0, where, values)  # ~3x faster than index_put_ on CPU
+    return mat
 
 
 def pair_values(mat, pairs):
-    """(positive-pair values, negative-pair values) of `mat` at an all_pairs_of_masks tuple,
-    picked by flat position. Backward writes both gradients into one buffer, where two
-    index_select backwards would zero-fill and add two (N, M) matrices."""
+    """(positive-pair values, negative-pair values) of `mat` at an all_pairs_of_masks or
+    all_pairs_of_labels tuple, picked at its `flat_positions`. Backward writes both gradients
+    into one buffer, where two separate picks would zero-fill and add two (N, M) matrices."""
     return _DisjointFlatGather.apply(mat, *pairs.flat_positions)
 
 
 class _DisjointFlatGather(torch.autograd.Function):
-    """Values of a matrix at several sets of flat positions, all distinct (the positive and
-    negative pairs of masks never share an entry), so backward may write without adding."""
+    """Values of a matrix at several sets of entries (see pick_at), all distinct (the positive
+    and negative pairs never share an entry), so backward may write without adding."""
 
     @staticmethod
     def forward(ctx, mat, *positions):
         ctx.save_for_backward(*positions)
         ctx.shape = mat.shape
-        flat = mat.reshape(-1)
-        return tuple(flat.index_select(0, where) for where in positions)
+        return tuple(pick_at(mat, where) for where in positions)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
         positions = ctx.saved_tensors
         reference = next(g for g in grads if g is not None)
-        grad = reference.new_zeros(ctx.shape.numel())
+        grad = reference.new_zeros(ctx.shape)
         for where, values in zip(positions, grads):
             if values is not None:
-                grad.scatter_(0, where, values)  # ~3x faster than index_put_ on CPU
-        return (grad.view(ctx.shape), *(None for _ in positions))
+                put_at_(grad, where, values)
+        return (grad, *(None for _ in positions))
 
 
 def index_tensor_lengths(indices):

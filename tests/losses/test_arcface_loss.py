@@ -131,3 +131,28 @@ def test_bad_input_errors():
     for distance in (LpDistance(), DotProductSimilarity()):
         with pytest.raises(ValueError, match="CosineSimilarity"):
             ArcFaceLoss(num_classes=3, embedding_size=2, distance=distance)
+
+
+def reference_cosine_with_margin(cosine, margin):
+    """cos(θ + m) as plain autograd steps, floored sin²θ and the linear part past π."""
+    sin_theta = torch.sqrt(torch.clamp(1 - cosine * cosine, min=torch.finfo(cosine.dtype).eps))
+    with_margin = cosine * math.cos(margin) - sin_theta * math.sin(margin)
+    past_pi = cosine <= math.cos(math.pi - margin)
+    return torch.where(past_pi, cosine - margin * math.sin(margin), with_margin)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_target_cosine_value_and_gradient_match_autograd(dtype):
+    """Across θ + m < π, past π, and c = ±1 where sin²θ sits at its floor."""
+    loss_fn = ArcFaceLoss(num_classes=3, embedding_size=2, margin=30)
+    cosine = torch.tensor([1.0, 0.9, 0.3, -0.5, -0.8, -0.95, -1.0], dtype=dtype)
+    cosine.requires_grad_(True)
+    ours = loss_fn.modify_cosine_of_target_classes(cosine)
+    expected = reference_cosine_with_margin(cosine, loss_fn.margin)
+    assert torch.equal(ours, expected)
+    grad = torch.linspace(0.5, 2.0, len(cosine), dtype=dtype)
+    (our_grad,) = torch.autograd.grad(ours, cosine, grad)
+    (expected_grad,) = torch.autograd.grad(expected, cosine, grad)
+    assert_close(our_grad, expected_grad, dtype)
+    inside = torch.tensor([0.9, 0.3, -0.5, -0.95], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(loss_fn.modify_cosine_of_target_classes, (inside,))

@@ -249,3 +249,60 @@ def test_all_pairs_of_masks_give_the_same_loss_and_gradient_as_index_lists():
         results.append((loss.detach(), emb.grad))
     assert torch.allclose(results[0][0], results[1][0])
     assert torch.allclose(results[0][1], results[1][1])
+
+
+def reference_hinges(mat, pos_mask, neg_mask, pos_margin, neg_margin, distance):
+    """Pick, margin and relu as plain autograd steps."""
+    pos = distance.margin(mat[pos_mask], pos_margin).relu()
+    neg = distance.margin(neg_margin, mat[neg_mask]).relu()
+    return pos, neg
+
+
+@pytest.mark.parametrize("distance", [LpDistance(), CosineSimilarity()])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_all_pairs_hinges_match_margin_and_relu_exactly(distance, dtype):
+    """Values and gradients bit for bit, with entries exactly at either margin (no gradient)
+    and a NaN (relu lets its gradient through), through masks and through flat positions."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    ref_labels = torch.tensor([0, 1, 1, 2, 2, 2])
+    values = torch.rand(5, 6, generator=generator, dtype=torch.float64) * 1.5
+    # Positives at (0, 0) and (3, 2), negatives at (0, 1) and (1, 1): one of each exactly at
+    # each margin, whichever hinge direction; a NaN negative at (2, 3).
+    values[0, 0], values[3, 2], values[0, 1], values[1, 1] = 0.2, 0.9, 0.9, 0.2
+    values[2, 3] = float("nan")
+    values = values.to(dtype)
+    pos_margin, neg_margin = (0.2, 0.9) if not distance.is_inverted else (0.9, 0.2)
+    pairs = lmu.all_pairs_of_labels(labels, ref_labels, self_columns=torch.tensor([1, 5, 2, 4, 3]))
+    pos_mask = torch.zeros(5, 6, dtype=torch.bool)
+    pos_mask[pairs[0], pairs[1]] = True
+    neg_mask = labels.unsqueeze(1) != ref_labels.unsqueeze(0)
+    as_positions = lmu.all_pairs_of_masks(pos_mask, neg_mask)
+    grads = [torch.randn(len(pairs[i]), generator=generator).to(dtype) for i in (0, 2)]
+    mat = values.clone().requires_grad_(True)
+    expected = reference_hinges(mat, pos_mask, neg_mask, pos_margin, neg_margin, distance)
+    (expected_grad,) = torch.autograd.grad(expected, mat, grads)
+    for indices in (pairs, as_positions):
+        loss_fn = ContrastiveLoss(pos_margin, neg_margin, distance=distance)
+        got = loss_fn.all_pairs_loss(mat, indices)
+        pos, neg = got["pos_loss"]["losses"], got["neg_loss"]["losses"]
+        assert torch.equal(pos, expected[0]) and torch.equal(
+            neg.nan_to_num(), expected[1].nan_to_num()
+        )
+        (grad,) = torch.autograd.grad((pos, neg), mat, grads)
+        assert torch.equal(grad.nan_to_num(), expected_grad.nan_to_num())
+        assert torch.equal(grad.isnan(), expected_grad.isnan())
+
+
+def test_all_pairs_hinges_gradcheck():
+    labels = torch.tensor([0, 1, 0, 1])
+    mat = torch.rand(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2
+    mat.requires_grad_(True)
+    pairs = lmu.all_pairs_of_labels(labels)
+    loss_fn = ContrastiveLoss(pos_margin=0.1, neg_margin=1.0)
+
+    def both(m):
+        got = loss_fn.all_pairs_loss(m, pairs)
+        return got["pos_loss"]["losses"], got["neg_loss"]["losses"]
+
+    assert torch.autograd.gradcheck(both, (mat,))

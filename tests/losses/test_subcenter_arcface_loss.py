@@ -5,7 +5,10 @@ import torch
 
 from metric_runner.distances import LpDistance
 from metric_runner.losses import ArcFaceLoss, SubCenterArcFaceLoss
-from metric_runner.losses.subcenter_arcface_loss import _MaxOverSubCenters
+from metric_runner.losses.subcenter_arcface_loss import (
+    _MaxOverSubCenterCosines,
+    _ScaledUnitColumnsBySubCenter,
+)
 from tests.helpers import TEST_DEVICE, assert_close
 from tests.losses import weight_loss_helpers as h
 
@@ -154,17 +157,86 @@ def test_bad_input_errors():
         loss_fn.get_outliers(torch.randn(4, 2), torch.tensor([0, 1]))
 
 
-def test_max_over_sub_centers_matches_max_and_shares_ties():
-    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_MaxOverSubCenters.apply, (x,))
-    grad = torch.randn(5, 4, dtype=torch.float64)
-    (ours,) = torch.autograd.grad(_MaxOverSubCenters.apply(x), x, grad)
-    (expected,) = torch.autograd.grad(x.max(dim=1).values, x, grad)
+def max_of_cosines(cosines):
+    """_MaxOverSubCenterCosines of given (N, K, C) cosines: x @ I with x the cosines."""
+    flat = cosines.reshape(len(cosines), -1)
+    identity = torch.eye(flat.shape[1], dtype=flat.dtype)
+    return _MaxOverSubCenterCosines.apply(flat, identity, cosines.shape[1])
+
+
+def test_max_over_sub_centers_matches_matmul_and_amax():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    weights = torch.randn(6, 3 * 4, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: _MaxOverSubCenterCosines.apply(a, b, 3), (x, weights)
+    )
+    ours = _MaxOverSubCenterCosines.apply(x, weights, 3)
+    expected = torch.matmul(x, weights).view(5, 3, 4).amax(dim=1)
     assert torch.equal(ours, expected)
+    grad = torch.randn(5, 4, dtype=torch.float64, generator=generator)
+    expected_grads = torch.autograd.grad(expected, (x, weights), grad)
+    for our_grad, expected_grad in zip(
+        torch.autograd.grad(ours, (x, weights), grad), expected_grads
+    ):
+        torch.testing.assert_close(our_grad, expected_grad, rtol=1e-12, atol=1e-12)
+    # Only the weights learn (frozen embeddings): no gradient is computed for x.
+    frozen = _MaxOverSubCenterCosines.apply(x.detach(), weights, 3)
+    (weights_only,) = torch.autograd.grad(frozen, weights, grad)
+    torch.testing.assert_close(weights_only, expected_grads[1], rtol=1e-12, atol=1e-12)
+
+
+def test_max_over_sub_centers_shares_ties_as_amax():
     # Sub-centers 0 and 2 tie everywhere: each gets half of the gradient.
     tied = torch.stack([torch.ones(2, 4), torch.zeros(2, 4), torch.ones(2, 4)], dim=1)
     tied.requires_grad_(True)
-    (shared,) = torch.autograd.grad(_MaxOverSubCenters.apply(tied), tied, torch.ones(2, 4))
+    (shared,) = torch.autograd.grad(max_of_cosines(tied), tied, torch.ones(2, 4))
     assert torch.equal(shared[:, 0], torch.full((2, 4), 0.5))
     assert torch.equal(shared[:, 1], torch.zeros(2, 4))
     assert torch.equal(shared[:, 2], torch.full((2, 4), 0.5))
+    # A three-way tie in the first column, two-way in the second.
+    x = torch.tensor([[[1.0, 2.0]], [[1.0, 0.0]], [[1.0, 2.0]]]).permute(1, 0, 2)  # (1, 3, 2)
+    x = x.clone().requires_grad_(True)
+    grad = torch.tensor([[0.7, 0.3]])
+    (ours,) = torch.autograd.grad(max_of_cosines(x), x, grad)
+    (expected,) = torch.autograd.grad(x.amax(dim=1), x, grad)
+    assert torch.equal(ours, expected)  # 0.7 / 3 to each of the first column's three
+
+
+def test_one_sub_center_is_arcface():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, generator=generator, requires_grad=True)
+    weights = torch.randn(3, 5, generator=generator, requires_grad=True)
+    ours = _MaxOverSubCenterCosines.apply(x, weights, 1)
+    assert torch.equal(ours, x @ weights)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours.sum(), (x, weights)),
+        torch.autograd.grad((x @ weights).sum(), (x, weights)),
+    )
+
+
+def test_scaled_unit_columns_match_normalize_and_regroup():
+    """The fused weight step against F.normalize + regroup + scale, values and gradients,
+    with a zero column (its norm clamped) and a gradcheck."""
+    generator = torch.Generator().manual_seed(0)
+    dim, num_classes, sub_centers, scale = 4, 3, 2, 5.0
+    weights = torch.randn(dim, num_classes * sub_centers, dtype=torch.float64, generator=generator)
+    weights[:, 3] = 0
+    weights.requires_grad_(True)
+    ours = _ScaledUnitColumnsBySubCenter.apply(weights, sub_centers, scale)
+    regrouped = weights.view(dim, num_classes, sub_centers).transpose(1, 2).reshape(dim, -1)
+    expected = scale * torch.nn.functional.normalize(regrouped, dim=0)
+    torch.testing.assert_close(ours, expected, rtol=1e-14, atol=1e-14)
+    upstream = torch.randn(ours.shape, dtype=torch.float64, generator=generator)
+    (our_grad,) = torch.autograd.grad(ours, weights, upstream)
+    (expected_grad,) = torch.autograd.grad(expected, weights, upstream)
+    torch.testing.assert_close(our_grad, expected_grad, rtol=1e-12, atol=1e-12)
+    # A zero scale gives zero logits whatever the weights: a zero gradient, not 0/0.
+    (at_zero_scale,) = torch.autograd.grad(
+        _ScaledUnitColumnsBySubCenter.apply(weights, sub_centers, 0.0), weights, upstream
+    )
+    assert torch.equal(at_zero_scale, torch.zeros_like(weights))
+    nonzero = torch.randn(dim, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda w: _ScaledUnitColumnsBySubCenter.apply(w, sub_centers, scale), (nonzero,)
+    )

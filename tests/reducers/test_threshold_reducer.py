@@ -105,3 +105,10 @@ def test_nan_loss_makes_the_mean_nan():
     # PML drops NaN losses; a NaN here means a broken loss, so it is not hidden.
     value, _ = reduce_with_grad(ThresholdReducer(low=0), "element", values=[1.0, float("nan")] * 3)
     assert value.isnan()
+
+
+def test_gradient_is_one_over_the_count_at_the_kept_losses_exactly():
+    # Losses 0, 1, 2, 3, .5, 4 with 0.5 < l < 4: 1, 2 and 3 are kept, each gets exactly 1/3.
+    _, grad = reduce_with_grad(ThresholdReducer(low=0.5, high=4), "element")
+    third = torch.tensor(1.0) / 3
+    assert torch.equal(grad, torch.stack([third * k for k in (0, 1, 1, 1, 0, 0)]))

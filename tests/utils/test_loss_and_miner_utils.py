@@ -549,3 +549,23 @@ def test_any_true_equals_torch_any(shape, dim):
     assert got.dtype == torch.bool and torch.equal(got, expected)
     transposed = mask.t()  # a non-contiguous view
     assert torch.equal(lmu.any_true(transposed, dim=0), torch.any(transposed, dim=0))
+
+
+def test_all_pairs_of_labels_keep_the_negatives_as_a_mask_and_count_them():
+    labels = torch.tensor([5, 6, 5])
+    ref_labels = torch.tensor([6, 5, 9, 5, 5])
+    indices = lmu.all_pairs_of_labels(labels, ref_labels, self_columns=torch.tensor([3, 0, 1]))
+    pos_positions, neg_mask = indices.flat_positions
+    assert pos_positions.tolist() == [1, 4, 13, 14]  # (0, 1), (0, 4), (2, 3), (2, 4)
+    assert torch.equal(neg_mask, labels.unsqueeze(1) != ref_labels.unsqueeze(0))
+    assert indices.lengths == (4, 4, 8, 8)  # the length known before the indices are built
+
+
+def test_pick_at_and_put_at_agree_for_masks_and_flat_positions():
+    mat = torch.arange(12.0).view(3, 4)
+    mask = torch.tensor([[True, False, False, True], [False] * 4, [False, True, True, False]])
+    positions = torch.tensor([0, 3, 9, 10])
+    for where in (mask, positions):
+        assert lmu.pick_at(mat, where).tolist() == [0.0, 3.0, 9.0, 10.0]
+        written = lmu.put_at_(torch.zeros(3, 4), where, torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        assert written.flatten().tolist() == [1, 0, 0, 2, 0, 0, 0, 0, 0, 3, 4, 0]
