@@ -473,35 +473,6 @@ def put_at_(mat, where, values):
     return mat
 
 
-def pair_values(mat, pairs):
-    """(positive-pair values, negative-pair values) of `mat` at an all_pairs_of_masks or
-    all_pairs_of_labels tuple, picked at its `flat_positions`. Backward writes both gradients
-    into one buffer, where two separate picks would zero-fill and add two (N, M) matrices."""
-    return _DisjointFlatGather.apply(mat, *pairs.flat_positions)
-
-
-class _DisjointFlatGather(torch.autograd.Function):
-    """Values of a matrix at several sets of entries (see pick_at), all distinct (the positive
-    and negative pairs never share an entry), so backward may write without adding."""
-
-    @staticmethod
-    def forward(ctx, mat, *positions):
-        ctx.save_for_backward(*positions)
-        ctx.shape = mat.shape
-        return tuple(pick_at(mat, where) for where in positions)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads):
-        positions = ctx.saved_tensors
-        reference = next(g for g in grads if g is not None)
-        grad = reference.new_zeros(ctx.shape)
-        for where, values in zip(positions, grads):
-            if values is not None:
-                put_at_(grad, where, values)
-        return (grad, *(None for _ in positions))
-
-
 def index_tensor_lengths(indices):
     """The length of each tensor of an index tuple (without building a LazyIndexTuple), or
     None when `indices` is not a tuple or list."""

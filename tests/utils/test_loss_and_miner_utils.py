@@ -357,7 +357,7 @@ def test_all_pairs_of_labels_are_the_masked_entries_in_row_major_order(ref_label
     pos_mask, neg_mask = lmu.get_matches_and_diffs(LABELS, ref_labels)
     mat = torch.randn(pos_mask.shape, dtype=torch.float64, requires_grad=True)
     indices = lmu.all_pairs_of_labels(LABELS, ref_labels)
-    pos, neg = lmu.pair_values(mat, indices)
+    pos, neg = (lmu.pick_at(mat, where) for where in indices.flat_positions)
     assert isinstance(indices, lmu.LazyIndexTuple)
     assert [x.tolist() for x in indices] == [
         x.tolist() for x in lmu.get_all_pairs_indices(LABELS, ref_labels)
@@ -458,7 +458,7 @@ def test_all_pairs_of_masks_match_torch_where_and_their_flat_positions():
     for built, wanted in zip(pairs, expected):
         assert torch.equal(built, wanted)
     mat = torch.arange(6.0).view(2, 3)
-    pos_values, neg_values = lmu.pair_values(mat, pairs)
+    pos_values, neg_values = (lmu.pick_at(mat, where) for where in pairs.flat_positions)
     assert pos_values.tolist() == [1.0, 3.0, 5.0] and neg_values.tolist() == [0.0, 2.0, 4.0]
     # c_f.to_device accepts it: it has a device and moves to a real tuple.
     assert pairs.device == torch.device("cpu")
@@ -474,18 +474,6 @@ def test_same_label_pairs_lists_the_equal_label_mask_in_row_major_order(num_refs
     rows, cols = lmu.same_label_pairs(labels, ref_labels)
     expected_rows, expected_cols = torch.where(labels.unsqueeze(1) == ref_labels.unsqueeze(0))
     assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
-
-
-def test_pair_values_picks_and_scatters_back_each_set_of_positions():
-    mat = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
-    pos_mask = torch.zeros(4, 5, dtype=torch.bool)
-    pos_mask[[0, 2, 3], [1, 4, 0]] = True
-    pairs = lmu.all_pairs_of_masks(pos_mask, ~pos_mask)
-    pos_values, neg_values = lmu.pair_values(mat, pairs)
-    assert torch.equal(pos_values, mat[pos_mask]) and torch.equal(neg_values, mat[~pos_mask])
-    assert torch.autograd.gradcheck(lambda m: lmu.pair_values(m, pairs), (mat,))
-    (only_pos,) = torch.autograd.grad(pos_values.sum() * 2, mat)
-    assert torch.equal(only_pos, pos_mask.double() * 2)
 
 
 def test_all_pairs_of_labels_drops_each_querys_own_column():
