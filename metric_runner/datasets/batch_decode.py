@@ -32,11 +32,13 @@ def decodes_on_device(decode: str, device: torch.device | str) -> bool:
 
 
 class EncodedImages(Dataset):
-    """The images of an ImageFiles as (file bytes uint8 [L], label, path): all a worker does."""
+    """The images of an ImageFiles as (file bytes uint8 [L], label, path): all a worker does.
+    `is_query` is the split's (In-Shop's test split marks its queries; testers read it)."""
 
     def __init__(self, images: ImageFiles):
         self.paths = images.paths
         self.labels = images.labels
+        self.is_query = getattr(images, "is_query", None)
 
     def __len__(self):
         return len(self.paths)

@@ -1,17 +1,21 @@
 """From a composed config to checked specs (before any data is loaded) and built parts."""
 
 import importlib
+import inspect
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from ..datasets.batch_decode import DECODE_MODES
 from .callbacks.self_supervised_term import SelfSupervisedTerm
-from .registry import ConfigError, Spec, parse
+from .data import Loading, loading
+from .registry import ConfigError, Spec, constructor_parameters, parse
 
 MODES = ("train", "test")
 # What the runner tells a loss about the data and model (P2SGradLoss calls the embedding size
@@ -30,6 +34,7 @@ TRAINER_CONTEXT = (
     "data_device",
     "sampler",
     "collate_fn",
+    "data_and_label_getter",
     "lr_schedulers",
     "dataloader_num_workers",
     "end_of_iteration_hook",
@@ -84,6 +89,7 @@ def check_config(cfg: DictConfig) -> Specs:
     model = cfg.get("model") or {}
     if "trunk" not in model:
         raise ConfigError("model: needs a `trunk:` block (e.g. model=small_cnn)")
+    check_decode((cfg.get("dataset") or {}).get("decode"))
     train = cfg.mode == "train"
     return Specs(
         dataset=parse("dataset", cfg.get("dataset"), provided=("split",)),
@@ -185,6 +191,16 @@ def build_self_supervised(
     return SelfSupervisedTerm(spec.loss.build(), augment, spec.weight)
 
 
+def check_decode(decode: str | None) -> None:
+    """dataset.decode, checked before any data is loaded (None: the dataset has no such key)."""
+    if decode is not None and decode not in DECODE_MODES:
+        raise ConfigError(
+            f"dataset.decode: {decode!r} is not a decode mode; use one of "
+            f"{', '.join(DECODE_MODES)} (cpu: in the DataLoader workers, gpu: a batch at a time "
+            "on the run's device, auto: gpu on CUDA runs)"
+        )
+
+
 def check_run_settings(cfg: DictConfig) -> None:
     if cfg.mode not in MODES:
         raise ConfigError(f"mode: must be one of {', '.join(MODES)}, got {cfg.mode!r}")
@@ -266,6 +282,31 @@ def load_splits(dataset_spec: Spec, names: Iterable[str]) -> dict[str, Dataset]:
                 f"dataset: the {name} split is empty; check the dataset's folder and split"
             )
     return splits
+
+
+def build_tester(
+    spec: Spec, splits: Mapping[str, Dataset], device: torch.device
+) -> tuple[Any, Loading]:
+    """The tester for `device`, and how it reads `splits`: when they decode on the device, the
+    tester gets the batch decoder as its data_and_label_getter, and its evaluate() takes the
+    Loading's datasets and collate_fn."""
+    split_loading = loading(splits, device)
+    if split_loading.decodes_batches and not takes_decoded_batches(spec.cls):
+        raise ConfigError(
+            f"dataset.decode: {spec.cls.__name__} cannot evaluate batches decoded on the device "
+            "(it needs a data_and_label_getter argument and evaluate(..., collate_fn)); "
+            "use dataset.decode=cpu or tester=knn"
+        )
+    getter = split_loading.data_and_label_getter
+    return spec.build(data_device=device, data_and_label_getter=getter), split_loading
+
+
+def takes_decoded_batches(tester_class: type) -> bool:
+    evaluate_parameters = inspect.signature(tester_class.evaluate).parameters
+    return (
+        "data_and_label_getter" in constructor_parameters(tester_class)
+        and "collate_fn" in evaluate_parameters
+    )
 
 
 def build_model(specs: Specs, example_dataset: Dataset) -> tuple[torch.nn.Sequential, int]:

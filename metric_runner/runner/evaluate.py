@@ -9,7 +9,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from .callbacks.tensorboard_log import write_evaluation
 from .checkpoint import flatten, load_checkpoint, load_models
-from .components import build_model, check_config, checkpoint_file, load_splits, pick_device
+from .components import (
+    build_model,
+    build_tester,
+    check_config,
+    checkpoint_file,
+    load_splits,
+    pick_device,
+)
 from .run_log import append_record, markdown_table, summary_table
 
 # What was trained and how it is scored: mode=test takes these from the checkpoint's config.
@@ -36,12 +43,18 @@ def evaluate_checkpoint(
     models = dict(model.named_children())
     load_models(models, state, path)
     model.to(device)
-    tester = specs.tester.build(data_device=device)
+    tester, split_loading = build_tester(specs.tester, splits, device)
+    decoding = {"collate_fn": split_loading.collate_fn} if split_loading.decodes_batches else {}
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     accuracies, per_class = tester.evaluate(
-        splits, state["epoch"], models["trunk"], models.get("embedder"), plot_dir=run_dir
+        split_loading.datasets,
+        state["epoch"],
+        models["trunk"],
+        models.get("embedder"),
+        plot_dir=run_dir,
+        **decoding,
     )
     record = {"epoch": state["epoch"], "checkpoint": str(path), "accuracies": accuracies}
     if per_class is not None:

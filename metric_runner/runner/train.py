@@ -53,6 +53,7 @@ from .components import (
     build_loss,
     build_model,
     build_self_supervised,
+    build_tester,
     check_config,
     check_sampler_fits,
     load_splits,
@@ -61,7 +62,7 @@ from .components import (
     probe,
     resolved_yaml,
 )
-from .data import save_label_maps
+from .data import loading, save_label_maps
 from .processes import (
     Processes,
     join_process_group,
@@ -211,7 +212,7 @@ def build_parts(cfg: DictConfig, specs: Specs, device: torch.device, processes: 
         for name, model in parts.extra_models.items()
     }
     parts.scheduler = specs.scheduler.build(optimizer=parts.optimizer) if specs.scheduler else None
-    parts.tester = specs.tester.build(data_device=device)
+    parts.tester, parts.eval_loading = build_tester(specs.tester, parts.eval_splits, device)
     return parts
 
 
@@ -320,6 +321,9 @@ def build_trainer(
         dataset, collate_fn = trainer_dataset(parts.train_set, two_streams, cfg.seed)
     except ValueError as error:
         raise ConfigError(f"trainer: {error}") from None
+    train_loading = loading({"train": parts.train_set}, device)
+    if train_loading.decodes_batches:  # the workers read bytes; each batch decodes on `device`
+        dataset, collate_fn = train_loading.datasets["train"], train_loading.collate_fn
     scheduler = parts.scheduler
     context = dict(
         models=models,
@@ -332,13 +336,17 @@ def build_trainer(
         data_device=device,
         sampler=parts.sampler,
         collate_fn=collate_fn,
+        data_and_label_getter=train_loading.data_and_label_getter,
         lr_schedulers={"trunk_scheduler_by_epoch": scheduler}
         if scheduler is not None and not isinstance(scheduler, PLATEAU)
         else {},
         dataloader_num_workers=cfg.num_workers,
         mixed_precision=cfg.amp,
         check_finite_loss=True,
-        pin_memory=bool(cfg.pin_memory) and device.type == "cuda",
+        # Byte strings gain nothing from pinning; decoded batches are made on the device.
+        pin_memory=bool(cfg.pin_memory)
+        and device.type == "cuda"
+        and not train_loading.decodes_batches,
     )
     trainer_spec = specs.trainer.trainer
     if parts.self_supervised is not None:
@@ -393,13 +401,14 @@ def runner_callbacks(cfg: DictConfig, parts: Parts, run_dir: Path) -> list[Callb
     callbacks.append(
         Evaluation(
             parts.tester,
-            parts.eval_splits,
+            parts.eval_loading.datasets,
             parts.models["trunk"],
             parts.models.get("embedder"),
             every=cfg.eval_every,
             last_epoch=cfg.epochs,
             monitor=monitor,
             plot_dir=run_dir / "plots",
+            collate_fn=parts.eval_loading.collate_fn,
         )
     )
     if isinstance(parts.scheduler, PLATEAU):

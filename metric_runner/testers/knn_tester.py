@@ -19,6 +19,8 @@ class KNNTester(GlobalEmbeddingSpaceTester):
     per class (from the same search); `visualize` saves a 2-D scatter plot of each split (UMAP
     when umap-learn is installed, else PCA) when the caller gives a folder for it. A split
     whose dataset has `is_query` (In-Shop's test split) is evaluated queries against gallery.
+    `data_and_label_getter` (a batch -> (inputs, labels)) and evaluate's `collate_fn` are
+    BaseTester's, e.g. the runner's batch decoder (metric_runner.datasets.batch_decode).
     """
 
     def __init__(
@@ -31,12 +33,14 @@ class KNNTester(GlobalEmbeddingSpaceTester):
         visualize=False,
         data_device=None,
         dataloader_num_workers=0,
+        data_and_label_getter=None,
     ):
         super().__init__(
             normalize_embeddings=normalize_embeddings,
             batch_size=batch_size,
             dataloader_num_workers=dataloader_num_workers,
             data_device=data_device,
+            data_and_label_getter=data_and_label_getter,
             accuracy_calculator=AccuracyCalculator(
                 include=tuple(include), k=k, return_per_class=return_per_class
             ),
@@ -49,7 +53,9 @@ class KNNTester(GlobalEmbeddingSpaceTester):
         """Metrics in the order `include` lists them (tables and logs follow the config)."""
         return self.include.index(metric) if metric in self.include else len(self.include)
 
-    def evaluate(self, splits, epoch, trunk_model, embedder_model=None, plot_dir=None):
+    def evaluate(
+        self, splits, epoch, trunk_model, embedder_model=None, plot_dir=None, collate_fn=None
+    ):
         """(accuracies, per_class): accuracies {split: {metric: value}}; per_class, with
         return_per_class, {split: {class: {"queries": count, metric: value}}} for every class
         with at least two samples (a lone sample has nothing to retrieve), else None. With
@@ -64,7 +70,7 @@ class KNNTester(GlobalEmbeddingSpaceTester):
             for name, dataset in splits.items()
             if getattr(dataset, "is_query", None) is not None
         }
-        results = self.test(splits, epoch, trunk_model, embedder_model)
+        results = self.test(splits, epoch, trunk_model, embedder_model, collate_fn=collate_fn)
         suffix = self.accuracies_keyname("", 0)
         accuracies = {}
         for split, metrics in results.items():

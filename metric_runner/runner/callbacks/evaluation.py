@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,7 +12,9 @@ from .hooks import Callback
 class Evaluation(Callback):
     """Every `every` epochs, the last epoch and epoch 0 (untrained): the tester's accuracies
     on `splits` go into the record, and the monitored split/metric (higher is better) decides
-    whether this is the best evaluation so far; `stale_evals` counts those that were not."""
+    whether this is the best evaluation so far; `stale_evals` counts those that were not.
+    `collate_fn`: the one the tester's DataLoaders use (batches decoded on the device:
+    batch_decode.collate_encoded); None leaves the tester's evaluate() call as it was."""
 
     def __init__(
         self,
@@ -23,6 +26,7 @@ class Evaluation(Callback):
         last_epoch: int,
         monitor: tuple[str, str],
         plot_dir: Path | None = None,
+        collate_fn: Callable | None = None,
     ) -> None:
         self.tester = tester
         self.splits = splits
@@ -30,13 +34,20 @@ class Evaluation(Callback):
         self.every, self.last_epoch = every, last_epoch
         self.monitor = monitor
         self.plot_dir = plot_dir
+        # Only testers that take decoded batches get the argument (components.build_tester).
+        self.evaluate_options = {} if collate_fn is None else {"collate_fn": collate_fn}
 
     def on_epoch_end(self, state: TrainingState) -> None:
         epoch = state.progress.epoch
         if epoch % self.every != 0 and epoch != self.last_epoch:
             return
         accuracies, _ = self.tester.evaluate(
-            self.splits, epoch, self.trunk, self.embedder, plot_dir=self.plot_dir
+            self.splits,
+            epoch,
+            self.trunk,
+            self.embedder,
+            plot_dir=self.plot_dir,
+            **self.evaluate_options,
         )
         state.record["accuracies"] = accuracies
         state.score = monitored_score(self.monitor, accuracies)
