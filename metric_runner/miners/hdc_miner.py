@@ -42,15 +42,15 @@ class HDCMiner(BaseMiner):
         mat = self.distance(embeddings, ref_emb)
         if self.was_set_externally:
             return self.mine_external_pool(mat, embeddings)
-        pos_mask, neg_mask = lmu.get_matches_and_diffs(
+        pairs = lmu.all_pairs_of_labels(
             labels, self.ref_labels_or_none(embeddings, ref_emb, ref_labels)
         )
+        pos_where, neg_where = pairs.flat_positions
         # Pairs as positions in the flattened matrix, in row-major order (PML's order): only
         # the kept ones are turned into (row, column) indices.
-        pos = self.hardest_positions(mat, pos_mask, hardest_is_farthest=True)
-        neg = self.hardest_positions(mat, neg_mask, hardest_is_farthest=False)
-        num_cols = mat.shape[1]
-        return pos // num_cols, pos % num_cols, neg // num_cols, neg % num_cols
+        a1, p = self.hardest_pairs(mat, pos_where, hardest_is_farthest=True)
+        a2, n = self.hardest_pairs(mat, neg_where, hardest_is_farthest=False)
+        return a1, p, a2, n
 
     def mine_external_pool(self, mat, embeddings):
         a1, p, a2, n = c_f.to_device((self.a1, self.p, self.a2, self.n), embeddings)
@@ -60,12 +60,20 @@ class HDCMiner(BaseMiner):
         self.a2, self.n = a2.index_select(0, kept_neg), n.index_select(0, kept_neg)
         return self.a1, self.p, self.a2, self.n
 
-    def hardest_positions(self, mat, mask, hardest_is_farthest):
-        """Flat positions of the hardest entries of `mat` allowed by `mask`, hardest first."""
-        positions = torch.nonzero(mask.view(-1)).squeeze(1)
-        values = mat.reshape(-1).index_select(0, positions)
-        kept = self.hardest(values, hardest_is_farthest)
-        return positions.index_select(0, kept)
+    def hardest_pairs(
+        self, mat: torch.Tensor, where: torch.Tensor, hardest_is_farthest: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, columns) of the hardest entries of `mat` at `where` (flat positions or a
+        boolean mask, as lmu.pick_at takes them), hardest first."""
+        if where.dtype == torch.bool:
+            where = torch.nonzero(where.view(-1)).squeeze(1)
+        kept = self.hardest(lmu.pick_at(mat, where), hardest_is_farthest)
+        positions = where.index_select(0, kept)
+        num_cols = mat.shape[1]
+        # The rows go into the top-k indices' buffer and the columns into the positions': at
+        # half a million pairs, fresh tensors and a remainder cost more than the division.
+        rows = torch.div(positions, num_cols, rounding_mode="floor", out=kept)
+        return rows, positions.sub_(rows, alpha=num_cols)
 
     def hardest(self, values, hardest_is_farthest):
         """Positions of the hardest `filter_percentage` (rounded up) of `values`, hardest first.

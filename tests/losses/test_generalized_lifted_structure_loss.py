@@ -1,3 +1,4 @@
+import functools
 import math
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 from metric_runner.distances import CosineSimilarity
 from metric_runner.losses import GeneralizedLiftedStructureLoss
 from metric_runner.reducers import DoNothingReducer
+from tests.helpers import assert_close
 from tests.losses import tuple_loss_helpers as h
 
 
@@ -124,3 +126,76 @@ def test_bad_indices_tuple_is_rejected():
     embeddings, labels = h.tiny_batch()
     with pytest.raises(ValueError, match="4-tuple"):
         GeneralizedLiftedStructureLoss()(embeddings, labels, (labels, labels))
+
+
+@pytest.mark.parametrize("similarity", [False, True])
+@pytest.mark.parametrize("indices", [None, h.mined_pairs])
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_hand_written_backward_matches_finite_differences(similarity, indices, with_ref):
+    # The backward scales the softmax weights saved by the forward: positives located by
+    # position and negatives by mask (all pairs), or both by mask (mined pairs).
+    embeddings, labels = h.data(num_classes=3, per_class=3)
+    labels = labels.clone()
+    labels[0] = 99  # an anchor without positives
+    ref_emb, ref_labels = h.ref_data() if with_ref else (None, None)
+    indices_tuple = None if indices is None else indices(labels, ref_labels)
+    loss_fn = GeneralizedLiftedStructureLoss(
+        neg_margin=0.3 if similarity else 1.1,
+        pos_margin=0.8 if similarity else 0.2,
+        distance=CosineSimilarity() if similarity else None,
+    )
+    inputs = [embeddings.clone().requires_grad_(True)]
+    if with_ref:
+        inputs.append(ref_emb.clone().requires_grad_(True))
+
+    def loss(*tensors):
+        ref = {"ref_emb": tensors[1], "ref_labels": ref_labels} if with_ref else {}
+        return loss_fn(tensors[0], labels, indices_tuple, **ref)
+
+    assert loss(*inputs).item() > 0
+    assert torch.autograd.gradcheck(loss, inputs)
+
+
+def test_second_backward_of_a_retained_graph_gives_the_same_gradient():
+    # The backward must leave the saved softmax weights untouched.
+    embeddings, labels = h.data()
+    embeddings.requires_grad_(True)
+    loss = GeneralizedLiftedStructureLoss()(embeddings, labels)
+    first = torch.autograd.grad(loss, embeddings, retain_graph=True)[0]
+    assert torch.equal(torch.autograd.grad(loss, embeddings)[0], first)
+
+
+def test_anchors_without_negatives_have_a_zero_negative_log_sum():
+    embeddings, _ = h.tiny_batch()
+    labels = torch.zeros(len(embeddings), dtype=torch.long)
+    loss_fn = GeneralizedLiftedStructureLoss(neg_margin=1.2, pos_margin=-0.5)
+    expected = hand_anchor_losses(embeddings, labels.tolist(), 1.2, -0.5)
+    assert min(expected) > 0
+    loss_fn.reducer = DoNothingReducer()
+    losses = loss_fn(embeddings, labels)["loss"]["losses"]
+    torch.testing.assert_close(losses, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_inside_cross_batch_memory_matches_pml(pml, dtype):
+    # CrossBatchMemory hands over all pairs located in the batch × memory matrix (self
+    # comparisons removed, or not with an enqueue mask), read without index tensors.
+    ours, theirs = (
+        lib.losses.CrossBatchMemory(
+            lib.losses.GeneralizedLiftedStructureLoss(neg_margin=0.8, pos_margin=0.1),
+            8,
+            memory_size=20,
+        )
+        for lib in (h.library("metric_runner"), pml)
+    )
+    generator = torch.Generator().manual_seed(0)
+    for step in range(5):
+        emb = torch.randn(6, 8, generator=generator, dtype=dtype)
+        labels = torch.randint(0, 3, (6,), generator=generator)
+        mask = torch.tensor([True, False, True, True, False, True]) if step == 2 else None
+        results = [
+            h.value_and_grads(functools.partial(loss_fn, enqueue_mask=mask), emb, labels)
+            for loss_fn in (ours, theirs)
+        ]
+        assert results[0][0] > 0
+        assert_close(results[0][0], results[1][0], dtype, scale=10)
+        assert_close(results[0][1], results[1][1], dtype, scale=10)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from metric_runner.distances import CosineSimilarity
 from metric_runner.miners import HDCMiner
 from tests.miners.helpers import (
     LINE_EMBEDDINGS,
@@ -125,3 +126,16 @@ def test_labels_and_external_pool_on_another_device(device):
 def test_filter_percentage_must_be_a_fraction(filter_percentage):
     with pytest.raises(ValueError, match="filter_percentage"):
         HDCMiner(filter_percentage)
+
+
+def test_same_tensors_as_pml_at_a_larger_batch_full_of_ties(pml):
+    # Cosine similarities are exactly symmetric, so every pair ties with its mirror image;
+    # with thousands of pairs top-k selects and sorts (not a partial sort), and the kept
+    # pairs and their order must still be PML's.
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(256, 16, generator=generator)
+    labels = torch.randint(0, 64, (256,), generator=generator)
+    ours = HDCMiner(0.4, distance=CosineSimilarity())(embeddings, labels)
+    theirs = pml.miners.HDCMiner(0.4, distance=pml.distances.CosineSimilarity())(embeddings, labels)
+    for ours_idx, their_idx in zip(ours, theirs):
+        assert torch.equal(ours_idx, their_idx)
