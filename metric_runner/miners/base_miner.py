@@ -35,8 +35,7 @@ class BaseMiner(ModuleWithRecordsAndDistance):
 
     def output_assertion(self, mining_output):
         """Checks the tuple's length and records its size (PML's name)."""
-        lmu.check_tuple_lengths(mining_output, f"{type(self).__name__}.mine's output")
-        lengths = lmu.tuple_lengths(mining_output)
+        lengths = lmu.check_tuple_lengths(mining_output, f"{type(self).__name__}.mine's output")
         # Set whatever collect_stats is, as PML does: its examples print miner.num_triplets.
         if len(mining_output) == 4:
             self.num_pos_pairs, _, self.num_neg_pairs, _ = lengths

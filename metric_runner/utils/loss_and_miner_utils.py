@@ -245,13 +245,14 @@ def tuple_lengths(indices_tuple):
     its (possibly millions of) indices."""
     if isinstance(indices_tuple, LazyIndexTuple):
         return list(indices_tuple.lengths)
-    return [len(x) for x in indices_tuple]
+    # shape[0]: len() of a tensor goes through torch's Python __len__, ~3x slower
+    return [x.shape[0] if isinstance(x, torch.Tensor) else len(x) for x in indices_tuple]
 
 
 def check_tuple_lengths(indices_tuple, name):
     """A pair 4-tuple (a1, p, a2, n) with len(a1) == len(p) and len(a2) == len(n), or a
     triplet 3-tuple of equal lengths: PML asserts both (and its miners raise TypeError for
-    another length, hence an error of both kinds)."""
+    another length, hence an error of both kinds). Returns the lengths."""
     if len(indices_tuple) not in (3, 4):
         raise InvalidArgumentTypeError(
             f"{name} must be a pair 4-tuple (a1, p, a2, n) or a triplet 3-tuple (a, p, n), "
@@ -264,6 +265,7 @@ def check_tuple_lengths(indices_tuple, name):
             f"{name} holds index tensors of lengths {lengths}; the tensors of one tuple kind "
             "must have equal lengths"
         )
+    return lengths
 
 
 def remove_self_comparisons(indices_tuple, curr_batch_idx, ref_size, ref_is_subset=False):
