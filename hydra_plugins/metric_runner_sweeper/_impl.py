@@ -84,14 +84,20 @@ class ParsedOnce(IConfigRepository):
     jobs of a sweep are composed from the same files, and parsing them is about a third of
     composing a job's config."""
 
-    def __init__(self, repository: IConfigRepository, parsed: dict | None = None) -> None:
+    def __init__(
+        self, repository: IConfigRepository, parsed: dict | None = None, shared: bool = False
+    ) -> None:
         self.repository = repository
         self.parsed: dict[tuple, ConfigResult | None] = {} if parsed is None else parsed
+        # True while `repository` is the one this copy was made from (see initialize_sources)
+        self.shared = shared
 
     def __deepcopy__(self, memo: dict) -> "ParsedOnce":
-        # Hydra copies the repository for each composition (the primary config may change its
-        # search path); the copies share what was parsed.
-        return ParsedOnce(copy.deepcopy(self.repository, memo), self.parsed)
+        # Hydra copies the repository for each composition, in case the primary config changes
+        # its search path (initialize_sources). Copying it costs a tenth of a composition and
+        # is seldom needed: the copies share the repository until one changes its sources, and
+        # they share what was parsed.
+        return ParsedOnce(self.repository, self.parsed, shared=True)
 
     def load_config(self, config_path: str) -> ConfigResult | None:
         key = (config_path, tuple(source.path for source in self.repository.get_sources()))
@@ -118,6 +124,8 @@ class ParsedOnce(IConfigRepository):
         return self.repository.get_sources()
 
     def initialize_sources(self, config_search_path: ConfigSearchPath) -> None:
+        if self.shared:
+            self.repository, self.shared = copy.deepcopy(self.repository), False
         self.repository.initialize_sources(config_search_path)
 
 

@@ -319,10 +319,9 @@ def check_sweep_jobs(
         for number, overrides in enumerate(jobs):
             try:
                 cfg, run_dir = compose_job(config_loader, master_config, overrides, number)
-                task_cfg = without_hydra(cfg)
-                container = OmegaConf.to_container(task_cfg, resolve=True)
+                container = task_container(cfg)
                 if (check_key := digest(container, NOT_CHECKED)) not in checked:
-                    check_config(task_cfg)
+                    check_config(without_hydra(cfg))
                     checked.add(check_key)
                 previous = (read_job(run_dir) if numbered else None) or {}
                 config_hash = digest(container, (*RUN_CONTROL_KEYS, "sweep_name"))
@@ -332,7 +331,7 @@ def check_sweep_jobs(
                 if not message.startswith("job "):
                     message = f"job {shlex.join(overrides)}: {message}"
                 raise ConfigError(message) from None
-            if is_finished(previous, task_cfg):
+            if is_finished(previous, cfg):
                 finished.append(number)
             if keep and numbered:
                 keep(overrides, cfg)
@@ -354,10 +353,30 @@ def compose_job(
         raise ConfigError(explain_override_error(error, list(overrides))) from None
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.job.num = number
-    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the job's config
-    OmegaConf.set_readonly(cfg.hydra, False)  # as composed: the launcher fills in the job's id
+    # For ${hydra:...} in the job's config: HydraConfig.get() is cfg.hydra. Not set_config,
+    # which copies Hydra's node (a tenth of the launch) and makes it read-only; the launcher
+    # fills in the job's id and sets its own copy when the job starts.
+    HydraConfig.instance().cfg = cfg
     run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
     return cfg, run_dir
+
+
+def task_container(cfg: DictConfig) -> dict:
+    """The job's resolved config as its task function gets it (Hydra's node left out), in
+    plain dicts and lists: each key converted where it is, resolving against the whole config,
+    instead of converting a copy (copying is two thirds of the cost)."""
+    container = {}
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if OmegaConf.is_missing(cfg, key):
+            container[key] = "???"  # as to_container writes a missing value
+            continue
+        value = cfg[key]
+        container[key] = (
+            OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        )
+    return container
 
 
 def without_hydra(cfg: DictConfig) -> DictConfig:

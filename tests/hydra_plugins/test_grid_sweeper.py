@@ -9,6 +9,8 @@ import pytest
 from hydra import initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -117,3 +119,42 @@ def test_metric_runs_check_does_not_read_the_seed():
     """What lets a sweep over seeds check its config once (sweep.NOT_CHECKED)."""
     assert sweep.NOT_CHECKED == ("seed",)
     components.check_config(cli.compose_config(["seed=not-a-number"]))
+
+
+def test_a_job_that_adds_to_the_search_path_leaves_the_other_jobs_sources(hydra_loader, tmp_path):
+    """The compositions share Hydra's config repository until one changes its sources."""
+    loader, master = hydra_loader
+    (tmp_path / "loss").mkdir()
+    (tmp_path / "loss" / "extra.yaml").write_text("name: TripletMarginLoss\nmargin: 0.7\n")
+    plain = loader.repository
+    loader.repository = ParsedOnce(plain)
+    try:
+        extra = loader.load_sweep_config(
+            master, [f"hydra.searchpath=[file://{tmp_path}]", "loss=extra"]
+        )
+        with pytest.raises(MissingConfigException):
+            loader.load_sweep_config(master, ["loss=extra"])
+        sources = [source.path for source in loader.repository.get_sources()]
+    finally:
+        loader.repository = plain
+    assert extra.loss.margin == 0.7
+    assert str(tmp_path) not in sources and sources == [s.path for s in plain.get_sources()]
+
+
+def test_the_checks_resolved_config_is_the_one_its_job_gets(hydra_loader):
+    """sweep.task_container converts the job's config where it is (no copy first): the same
+    values as converting the copy the task function gets, interpolations into Hydra's node,
+    resolvers and missing values included."""
+    loader, master = hydra_loader
+    overrides = ["+number=${hydra:job.num}", "+paths_again=${paths}", "+later=???", "seed=7"]
+    saved = HydraConfig.instance().cfg
+    try:
+        cfg, _ = sweep.compose_job(loader, master, overrides, number=3)
+        got = sweep.task_container(cfg)
+        expected = OmegaConf.to_container(sweep.without_hydra(cfg), resolve=True)
+    finally:
+        HydraConfig.instance().cfg = saved
+    assert got == expected
+    assert got["number"] == 3 and got["later"] == "???" and got["seed"] == 7
+    assert got["paths_again"] == got["paths"] and "${" not in json.dumps(got)
+    assert "hydra" not in got and got["sweep_name"] == expected["sweep_name"]
