@@ -31,7 +31,7 @@ from ..datasets.base_dataset import DatasetError
 from .callbacks.hooks import Callback
 from .checkpoint import CheckpointError
 from .components import RunError, check_config, pick_device
-from .evaluate import evaluate_checkpoint
+from .evaluate import checked_test_config, evaluate_checkpoint, forced_section_keys
 from .help import help_text
 from .processes import Processes, join_process_group, launched_processes, rank0_value
 from .registry import CONF_DIR, ConfigError, closest, listing, parse
@@ -181,8 +181,14 @@ def prepare(arguments: Sequence[str]) -> list[str]:
         arguments = resume_arguments(Path(resume).expanduser(), arguments)
     else:
         check_new_run_dir(override_value(arguments, "hydra.run.dir"))
+    if override_value(arguments, "mode") == "test":
+        arguments = forced_section_keys(arguments)
     task_overrides = [a for a in arguments if not is_hydra_setting(a)]
-    check_config(compose_config(task_overrides))
+    cfg = compose_config(task_overrides)
+    if cfg.mode == "test":
+        checked_test_config(cfg, task_overrides, report=False)
+    else:
+        check_config(cfg)
     return arguments
 
 

@@ -10,9 +10,11 @@ from torch.utils.tensorboard import SummaryWriter
 from .callbacks.tensorboard_log import write_evaluation
 from .checkpoint import flatten, load_checkpoint, load_models
 from .components import (
+    Specs,
     build_model,
     build_tester,
     check_config,
+    check_run_settings,
     checkpoint_file,
     load_splits,
     pick_device,
@@ -32,12 +34,9 @@ def evaluate_checkpoint(
 
     The model, dataset, transform and tester are the checkpoint's (its saved config), except
     what `overrides` (the command line's; by default command_line_overrides) set."""
-    check_config(cfg)
-    device = pick_device(cfg.device)
-    path = checkpoint_file(cfg.checkpoint)
-    state = load_checkpoint(path)
     overrides = command_line_overrides(cfg) if overrides is None else overrides
-    specs = check_config(with_saved_sections(cfg, state["config"], overrides))
+    specs, state, path = checked_test_config(cfg, overrides)
+    device = pick_device(cfg.device)
     splits = load_splits(specs.dataset, ("val", "test"))
     model, _ = build_model(specs, splits["test"])
     models = dict(model.named_children())
@@ -94,9 +93,41 @@ def flat_section(cfg: DictConfig, section: str) -> dict[str, Any]:
     return flatten(container, f"{section}.")
 
 
-def with_saved_sections(cfg: DictConfig, saved_yaml: str, overrides: list[str]) -> DictConfig:
+def checked_test_config(
+    cfg: DictConfig, overrides: list[str], report: bool = True
+) -> tuple[Specs, dict[str, Any], Path]:
+    """The specs of what mode=test runs (cfg with the checkpoint's sections, see
+    with_saved_sections), the checkpoint and its path. Raises ConfigError / CheckpointError."""
+    check_run_settings(cfg)
+    path = checkpoint_file(cfg.checkpoint)
+    state = load_checkpoint(path)
+    return check_config(with_saved_sections(cfg, state["config"], overrides, report)), state, path
+
+
+def forced_section_keys(overrides: list[str]) -> list[str]:
+    """mode=test's command line for Hydra: a key of a saved section typed without its group
+    choice (`dataset.decode=cpu`) changes the checkpoint's section, whose keys the default
+    config's section (the digits) may lack; `++` lets Hydra compose it all the same."""
+    keys = [o.split("=", 1)[0] for o in overrides]
+    chosen = {key.lstrip("+~") for key in keys if "." not in key}
+    return [
+        f"++{override}"
+        if "=" in override
+        and "." in key
+        and not key.startswith(("+", "~"))
+        and key.split(".")[0] in SAVED_SECTIONS
+        and key.split(".")[0] not in chosen
+        else override
+        for override, key in zip(overrides, keys)
+    ]
+
+
+def with_saved_sections(
+    cfg: DictConfig, saved_yaml: str, overrides: list[str], report: bool = True
+) -> DictConfig:
     """cfg with SAVED_SECTIONS taken from the checkpoint's config, except the keys `overrides`
-    set (a group choice such as `model=mlp`: its whole section); prints one line naming those."""
+    set (a group choice such as `model=mlp`: its whole section); with `report`, prints one
+    line naming those."""
     saved = OmegaConf.create(saved_yaml)
     typed = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
     typed = [key for key in typed if key.split(".")[0] in SAVED_SECTIONS]
@@ -109,7 +140,7 @@ def with_saved_sections(cfg: DictConfig, saved_yaml: str, overrides: list[str]) 
                 merged.pop(section, None)
         for key in (k for k in typed if "." in k):
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
-    if typed:
+    if typed and report:
         print(f"mode=test: from the command line instead of the checkpoint: {', '.join(typed)}")
     return merged
 

@@ -2,7 +2,9 @@
 nvJPEG runs behind on CUDA) trains and evaluates on exactly the images the workers' decoding
 gives, so its metrics are those of dataset.decode=cpu, value for value."""
 
+import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 
 from metric_runner.datasets import ZeroShotSplit
 from metric_runner.datasets.batch_decode import BatchDecoder, EncodedImages, collate_encoded
+from metric_runner.runner import cli
 from metric_runner.runner.callbacks import Callback
 from metric_runner.runner.cli import compose_config, run
 from metric_runner.runner.components import build_tester, check_config
@@ -101,6 +104,27 @@ def test_mode_test_decodes_on_the_device_when_asked(cub_root, tmp_path):
         record = evaluate_checkpoint(compose_config(overrides), tmp_path / decode, overrides)
         best = next(r for r in records if r["epoch"] == record["epoch"])  # best.pt's epoch
         assert record["accuracies"] == best["accuracies"]
+
+
+@pytest.mark.slow
+def test_mode_test_takes_one_key_of_the_checkpoints_dataset_from_the_command_line(
+    cub_root, tmp_path, monkeypatch, capsys
+):
+    """`dataset.decode` alone: the default config's dataset (the digits) has no such key, the
+    checkpoint's (CUB) has; the CUB section runs with that one key changed."""
+    run_dir = tmp_path / "trained"
+    records = run(compose_config(cub_run(cub_root, "cpu")), run_dir)
+    arguments = ["mode=test", f"checkpoint={run_dir}", "dataset.decode=gpu", "device=cpu"]
+    monkeypatch.setattr(sys, "argv", ["metric-run", *arguments, f"hydra.run.dir={tmp_path / 't'}"])
+    cli.main()
+    assert "from the command line instead of the checkpoint: dataset.decode\n" in (
+        capsys.readouterr().out
+    )
+    (record,) = [json.loads(line) for line in (tmp_path / "t" / "metrics.jsonl").open()]
+    best = next(r for r in records if r["epoch"] == record["epoch"])
+    assert record["accuracies"] == best["accuracies"]
+    saved = (tmp_path / "t" / ".hydra" / "overrides.yaml").read_text()
+    assert "++dataset.decode=gpu" in saved
 
 
 def test_an_unknown_decode_mode_is_refused_before_any_data_is_loaded():
