@@ -26,3 +26,20 @@ def test_labels_and_reference_set_are_ignored_like_pml(pml):
 def test_batch_size_must_be_a_multiple_of_three():
     with pytest.raises(ValueError, match="multiple of 3"):
         EmbeddingsAlreadyPackagedAsTriplets()(torch.randn(10, 3), torch.arange(10))
+
+
+def test_sets_num_triplets_and_checks_shapes_whatever_collect_stats(pml):
+    """PML records num_triplets and rejects labels of another length, or none, even though
+    the triplets do not depend on them."""
+    from pytorch_metric_learning.miners import EmbeddingsAlreadyPackagedAsTriplets as PMLMiner
+
+    miner = EmbeddingsAlreadyPackagedAsTriplets(collect_stats=False)
+    miner(torch.randn(12, 3), torch.arange(12))
+    assert miner.num_triplets == 4
+    for mine in (miner, PMLMiner()):
+        with pytest.raises(ValueError):
+            mine(torch.randn(6, 3), torch.arange(5))
+    with pytest.raises(ValueError, match="needs labels"):
+        miner(torch.randn(3, 2), None)
+    with pytest.raises(AttributeError):
+        PMLMiner()(torch.randn(3, 2), None)
