@@ -121,6 +121,24 @@ def _working_directory(path):
         os.chdir(previous)
 
 
+@contextlib.contextmanager
+def _stand_in_modules(modules):
+    """Puts `modules` into sys.modules and takes only those out again. mock.patch.dict would
+    also drop every module the notebook imported: the next notebook would then import fresh
+    copies of some library modules beside the old ones (classes isinstance no longer
+    recognises; protobuf descriptors registered twice, which crashes the process)."""
+    saved = {name: sys.modules[name] for name in modules if name in sys.modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name in modules:
+            if name in saved:
+                sys.modules[name] = saved[name]
+            else:
+                sys.modules.pop(name, None)
+
+
 def run_notebook(
     name,
     *,
@@ -158,7 +176,7 @@ def run_notebook(
     output = io.StringIO()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_working_directory(cwd))
-        stack.enter_context(mock.patch.dict(sys.modules, modules or {}))
+        stack.enter_context(_stand_in_modules(modules or {}))
         for attribute, stand_in in (datasets or {}).items():
             stack.enter_context(mock.patch.object(torchvision.datasets, attribute, stand_in))
         for target, replacement in (patches or {}).items():
