@@ -4,17 +4,22 @@ in every Hydra app stays light)."""
 import contextlib
 import copy
 import dataclasses
+import functools
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from hydra._internal import config_loader_impl
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import IConfigRepository
+from hydra._internal.defaults_list import DefaultsList, Overrides
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.default_element import ResultDefault
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.config_source import ConfigResult, ConfigSource
 from hydra.types import HydraContext, RunMode
@@ -145,6 +150,104 @@ def parsing_each_file_once(loader: ConfigLoader) -> Iterator[None]:
         hydra_loader.repository = repository
 
 
+class SharedByChoices:
+    """The parts of a job's composition that depend only on its config-group choices, made
+    once for all the jobs of a sweep that choose the same groups (a sweep over seeds: once).
+
+    Hydra composes a config in three steps: the defaults list (which files, from the group
+    choices and the search path), the merge of those files, then the value overrides. The
+    first two do not read the value overrides (they reach Hydra's composition as the defaults
+    list's `config_overrides`, applied after the merge), so jobs with the same group choices
+    and search path share them: each job gets the shared defaults list with its own value
+    overrides, and a copy of the shared merge (a copy costs a seventh of a merge)."""
+
+    def __init__(self) -> None:
+        self.defaults_lists: dict[tuple, DefaultsList] = {}
+        # Merged configs by id() of the shared defaults list they were merged from. A merge is
+        # kept from its second job on: a sweep whose jobs all choose other groups (loss=a,b,c)
+        # pays no copy.
+        self.merged: dict[int, DictConfig] = {}
+        self.merged_once: set[int] = set()
+
+    def create_defaults_list(
+        self,
+        repo: IConfigRepository,
+        config_name: str | None,
+        overrides_list: list[Override],
+        prepend_hydra: bool,
+        skip_missing: bool,
+    ) -> DefaultsList:
+        def create() -> DefaultsList:
+            return HYDRA_CREATE_DEFAULTS_LIST(
+                repo=repo,
+                config_name=config_name,
+                overrides_list=overrides_list,
+                prepend_hydra=prepend_hydra,
+                skip_missing=skip_missing,
+            )
+
+        # Hydra's own split of the overrides into value overrides and group choices
+        job_overrides = Overrides(repo=repo, overrides_list=overrides_list)
+        value_overrides = {id(override) for override in job_overrides.config_overrides}
+        choices = [override for override in overrides_list if id(override) not in value_overrides]
+        if any(override.input_line is None for override in choices):
+            return create()  # overrides made in code: no text to recognise them by
+        sources = tuple((source.provider, source.path) for source in repo.get_sources())
+        key = (config_name, prepend_hydra, skip_missing, sources)
+        key += tuple(override.input_line for override in choices)
+        shared = self.defaults_lists.get(key)
+        if shared is None:
+            shared = self.defaults_lists[key] = create()
+        # Hydra reads known_choices from `overrides`; the value overrides are this job's
+        with_job_values = copy.copy(shared.overrides)
+        with_job_values.config_overrides = job_overrides.config_overrides
+        return DefaultsList(
+            defaults=shared.defaults,
+            defaults_tree=shared.defaults_tree,
+            config_overrides=job_overrides.config_overrides,
+            overrides=with_job_values,
+        )
+
+    def compose(
+        self, loader: ConfigLoaderImpl, defaults: list[ResultDefault], repo: IConfigRepository
+    ) -> DictConfig:
+        # the shared defaults lists are alive (in defaults_lists): their ids name no other list
+        shared = id(defaults)
+        if shared in self.merged:
+            return copy.deepcopy(self.merged[shared])  # Hydra's composition changes the config
+        merged = ConfigLoaderImpl._compose_config_from_defaults_list(loader, defaults, repo)
+        if shared in self.merged_once and len(self.merged) < MOST_KEPT_CONFIGS:
+            self.merged[shared] = copy.deepcopy(merged)
+        elif any(kept.defaults is defaults for kept in self.defaults_lists.values()):
+            self.merged_once.add(shared)
+        return merged
+
+
+HYDRA_CREATE_DEFAULTS_LIST = config_loader_impl.create_defaults_list
+
+
+@contextlib.contextmanager
+def sharing_what_group_choices_decide(loader: ConfigLoader) -> Iterator[None]:
+    """While the sweep's jobs are composed: Hydra's own loader composes them with
+    SharedByChoices (any other loader composes as it does)."""
+    hydra_loader = loader.loader if isinstance(loader, ComposedOnce) else loader
+    if not isinstance(hydra_loader, ConfigLoaderImpl):
+        yield
+        return
+    shared = SharedByChoices()
+    # Hydra's loader calls its module's create_defaults_list; no other composition runs
+    # while the sweep's jobs are composed (before the first job starts)
+    config_loader_impl.create_defaults_list = shared.create_defaults_list
+    hydra_loader._compose_config_from_defaults_list = functools.partial(
+        shared.compose, hydra_loader
+    )
+    try:
+        yield
+    finally:
+        config_loader_impl.create_defaults_list = HYDRA_CREATE_DEFAULTS_LIST
+        del hydra_loader._compose_config_from_defaults_list
+
+
 def composing_once(hydra_context: HydraContext, config: DictConfig) -> HydraContext:
     """The context the launcher gets: with ComposedOnce when it runs the jobs in this process
     (a launcher that runs them elsewhere composes them there)."""
@@ -165,7 +268,7 @@ def sweep(sweeper, arguments: list[str]) -> list[Sequence[JobReturn]]:
     jobs = [job for batch in sweeper.overrides for job in batch]
     keep = loader.keep if isinstance(loader, ComposedOnce) else None
     try:
-        with parsing_each_file_once(loader):
+        with parsing_each_file_once(loader), sharing_what_group_choices_decide(loader):
             skipped = check_sweep_jobs(loader, sweeper.config, jobs, sweeper.check, keep=keep)
     except ConfigError as error:
         print(f"metric-run: error: {error}", file=sys.stderr)

@@ -3,9 +3,11 @@
 Before the first job, every combination is composed and checked against the registry (a
 mistake: one line naming the combination, exit 2, nothing run) and against what its job
 directory already holds; Hydra's in-process launcher then runs the configs the check composed
-(each job's config is composed once). A failed job does not stop the sweep; the end prints the
-done, failed and skipped counts and exits 1 when a job failed. The per-job bookkeeping
-(job.json, sweep.jsonl, skipping and resuming) is metric_runner.runner.sweep.run_job's.
+(each job's config is composed once, and jobs that choose the same config groups, such as a
+sweep over seeds, share their defaults list and merged files). A failed job does not stop the
+sweep; the end prints the done, failed and skipped counts and exits 1 when a job failed. The
+per-job bookkeeping (job.json, sweep.jsonl, skipping and resuming) is
+metric_runner.runner.sweep.run_job's.
 """
 
 from collections.abc import Sequence

@@ -1,7 +1,9 @@
 """The grid sweeper composes each job's config once: its pre-check parses every config file
-once (ParsedOnce), and Hydra's in-process launcher runs the configs the check composed
+once (ParsedOnce), jobs with the same config-group choices share their defaults list and merged
+files (SharedByChoices), and Hydra's in-process launcher runs the configs the check composed
 (ComposedOnce), with the config hash the check computed."""
 
+import contextlib
 import json
 import sys
 
@@ -12,10 +14,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.metric_runner_sweeper import _impl
-from hydra_plugins.metric_runner_sweeper._impl import ParsedOnce
+from hydra_plugins.metric_runner_sweeper._impl import (
+    ParsedOnce,
+    SharedByChoices,
+    sharing_what_group_choices_decide,
+)
 from metric_runner.runner import cli, components, sweep
 from metric_runner.runner.registry import CONF_DIR
 
@@ -121,19 +127,24 @@ def test_metric_runs_check_does_not_read_the_seed():
     components.check_config(cli.compose_config(["seed=not-a-number"]))
 
 
-def test_a_job_that_adds_to_the_search_path_leaves_the_other_jobs_sources(hydra_loader, tmp_path):
-    """The compositions share Hydra's config repository until one changes its sources."""
+@pytest.mark.parametrize("sharing", [False, True], ids=["", "sharing_group_choices"])
+def test_a_job_that_adds_to_the_search_path_leaves_the_other_jobs_sources(
+    hydra_loader, tmp_path, sharing
+):
+    """The compositions share Hydra's config repository until one changes its sources (and
+    a defaults list made with another search path is not shared)."""
     loader, master = hydra_loader
     (tmp_path / "loss").mkdir()
     (tmp_path / "loss" / "extra.yaml").write_text("name: TripletMarginLoss\nmargin: 0.7\n")
     plain = loader.repository
     loader.repository = ParsedOnce(plain)
     try:
-        extra = loader.load_sweep_config(
-            master, [f"hydra.searchpath=[file://{tmp_path}]", "loss=extra"]
-        )
-        with pytest.raises(MissingConfigException):
-            loader.load_sweep_config(master, ["loss=extra"])
+        with sharing_what_group_choices_decide(loader) if sharing else contextlib.nullcontext():
+            extra = loader.load_sweep_config(
+                master, [f"hydra.searchpath=[file://{tmp_path}]", "loss=extra"]
+            )
+            with pytest.raises(MissingConfigException):
+                loader.load_sweep_config(master, ["loss=extra"])
         sources = [source.path for source in loader.repository.get_sources()]
     finally:
         loader.repository = plain
@@ -158,3 +169,85 @@ def test_the_checks_resolved_config_is_the_one_its_job_gets(hydra_loader):
     assert got["number"] == 3 and got["later"] == "???" and got["seed"] == 7
     assert got["paths_again"] == got["paths"] and "${" not in json.dumps(got)
     assert "hydra" not in got and got["sweep_name"] == expected["sweep_name"]
+
+
+def node_flags(node, path="cfg"):
+    """(path, flags, object type) of every node: what to_yaml leaves out (struct, readonly)."""
+    rows = [(path, dict(node._metadata.flags), node._metadata.object_type)]
+    if isinstance(node, DictConfig) and not (node._is_missing() or node._is_none()):
+        for key, child in node.items_ex(resolve=False):
+            child = node._get_node(key)
+            rows += node_flags(child, f"{path}.{key}")
+    elif isinstance(node, ListConfig) and not (node._is_missing() or node._is_none()):
+        for index in range(len(node)):
+            rows += node_flags(node._get_node(index), f"{path}[{index}]")
+    return rows
+
+
+SHARING_JOBS = [
+    ["epochs=1", "seed=0"],
+    ["epochs=1", "seed=1"],
+    ["seed=2", "epochs=1", "loss.alpha=0.25"],  # same choices, other values, other order
+    ["loss=triplet", "seed=3"],
+    ["loss=triplet", "loss.margin=0.3", "+loss.note='a b, c'", "seed=4"],
+    ["loss=triplet", "~miner", "seed=5"],
+    ["loss=triplet", "~miner", "seed=6", "+flag=true", "+items=[1,2.5,x]"],
+    ["dataset=cub", "seed=7"],  # the dataset's defaults list drops self_supervised
+    ["dataset=cub", "seed=8", "+extra={a: 1, b: [null]}", "epochs=2"],
+    [
+        "debug=fast",
+        "+loss@second_loss=contrastive",
+        "seed=9",
+        "+number=${hydra:job.num}",
+        '+quoted="x=y"',
+    ],
+    ["seed=10", "+loss@second_loss=contrastive", "debug=fast"],
+    ["model=mlp", "loss=contrastive", "seed=11", "hydra.job.chdir=false"],
+    ["loss=contrastive", "model=mlp", "seed=12"],  # the same choices in another order
+    ["experiment=digits_benchmark", "seed=13"],
+    ["epochs=1", "seed=14"],  # back to the first choices after others
+]
+
+
+def test_jobs_composed_with_what_their_group_choices_share_are_composed_as_by_hydra(
+    hydra_loader,
+):
+    """The shared defaults lists and merges give each job the config Hydra composes for it
+    alone: values, Hydra's node (overrides.task, runtime.choices, job.override_dirname,
+    job.num), interpolations, and the flags of every node."""
+    loader, master = hydra_loader
+    saved = HydraConfig.instance().cfg
+
+    def composed(number, overrides):
+        cfg, _ = sweep.compose_job(loader, master, overrides, number)
+        resolved = OmegaConf.to_container(sweep.without_hydra(cfg), resolve=True)
+        return OmegaConf.to_yaml(cfg), resolved, node_flags(cfg)
+
+    created = []
+    create = SharedByChoices.create_defaults_list
+
+    def counted(shared, **arguments):
+        result = create(shared, **arguments)
+        created.append(len(shared.defaults_lists))
+        return result
+
+    try:
+        expected = [composed(n, job) for n, job in enumerate(SHARING_JOBS)]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(SharedByChoices, "create_defaults_list", counted)
+            with sharing_what_group_choices_decide(loader):
+                got = [composed(n, job) for n, job in enumerate(SHARING_JOBS)]
+        after = composed(3, SHARING_JOBS[3])  # Hydra's own composition again
+    finally:
+        HydraConfig.instance().cfg = saved
+    for job, (yaml, resolved, flags), (want_yaml, want_resolved, want_flags) in zip(
+        SHARING_JOBS, got, expected
+    ):
+        assert yaml == want_yaml, job
+        assert resolved == want_resolved, job
+        assert flags == want_flags, job
+    assert after == expected[3]
+    assert "loss.alpha=0.25" in expected[2][0] and "b: 1" not in expected[0][0]
+    assert expected[9][1]["number"] == 9 and expected[8][1]["extra"] == {"a": 1, "b": [None]}
+    assert created[-1] == 9  # one defaults list per set of group choices, not one per job
+    assert "_compose_config_from_defaults_list" not in vars(loader)
