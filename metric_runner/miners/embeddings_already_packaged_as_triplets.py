@@ -11,8 +11,8 @@ class EmbeddingsAlreadyPackagedAsTriplets(BaseMiner):
     def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
         # The triplets depend on the batch size alone: none of BaseMiner's preparation (labels
         # to the device, the reference set, no_grad) changes them, and it would be most of the
-        # call's cost.
-        self.reset_stats()
+        # call's cost. Its distance is never called, so only its own statistics are reset.
+        c_f.reset_stats(self)
         c_f.check_shapes(embeddings, labels)
         if labels is None:
             raise ValueError(f"{type(self).__name__} needs labels to mine tuples.")
