@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ..datasets.batch_decode import DECODE_MODES
 from .callbacks.self_supervised_term import SelfSupervisedTerm
-from .data import Loading, loading
+from .data import Loading, loader_settings, loading
 from .registry import ConfigError, Spec, constructor_parameters, parse
 
 MODES = ("train", "test")
@@ -91,7 +91,7 @@ def check_config(cfg: DictConfig) -> Specs:
         raise ConfigError("model: needs a `trunk:` block (e.g. model=small_cnn)")
     check_decode((cfg.get("dataset") or {}).get("decode"))
     train = cfg.mode == "train"
-    return Specs(
+    specs = Specs(
         dataset=parse("dataset", cfg.get("dataset"), provided=("split",)),
         trunk=parse("model", model.trunk, "model.trunk", provided=("in_channels", "in_features")),
         embedder=parse("model", model.get("embedder"), "model.embedder", provided=("in_features",)),
@@ -112,6 +112,10 @@ def check_config(cfg: DictConfig) -> Specs:
         trainer=parse_trainer(cfg.get("trainer")) if train else None,
         tester=parse("tester", cfg.get("tester"), provided=("data_device",)),
     )
+    # The values are checked here, before any run directory exists (and in a sweep's up-front
+    # check); train() and evaluate() resolve them for the run's device.
+    loader_settings(cfg.num_workers, cfg.pin_memory, specs.dataset.cls, torch.device("cpu"))
+    return specs
 
 
 def parse_trainer(block: DictConfig | None) -> TrainerSpecs:
@@ -285,11 +289,12 @@ def load_splits(dataset_spec: Spec, names: Iterable[str]) -> dict[str, Dataset]:
 
 
 def build_tester(
-    spec: Spec, splits: Mapping[str, Dataset], device: torch.device
+    spec: Spec, splits: Mapping[str, Dataset], device: torch.device, num_workers: int = 0
 ) -> tuple[Any, Loading]:
     """The tester for `device`, and how it reads `splits`: when they decode on the device, the
     tester gets the batch decoder as its data_and_label_getter, and its evaluate() takes the
-    Loading's datasets and collate_fn."""
+    Loading's datasets and collate_fn. `num_workers` (the run's resolved setting) reads the
+    evaluation splits unless the tester block sets its own dataloader_num_workers."""
     split_loading = loading(splits, device)
     if split_loading.decodes_batches and not takes_decoded_batches(spec.cls):
         raise ConfigError(
@@ -298,7 +303,10 @@ def build_tester(
             "use dataset.decode=cpu or tester=knn"
         )
     getter = split_loading.data_and_label_getter
-    return spec.build(data_device=device, data_and_label_getter=getter), split_loading
+    tester = spec.build(
+        data_device=device, data_and_label_getter=getter, dataloader_num_workers=num_workers
+    )
+    return tester, split_loading
 
 
 def takes_decoded_batches(tester_class: type) -> bool:

@@ -2,10 +2,12 @@
 
 In-memory tensor datasets are indexed a whole batch at a time; image datasets are decoded in
 worker processes that persist across epochs, into pinned memory when training on CUDA, or, when
-the dataset asks for it (`dataset.decode`), a batch at a time on the run's device.
+the dataset asks for it (`dataset.decode`), a batch at a time on the run's device. The config's
+`num_workers` and `pin_memory` default to `auto`, resolved here per run.
 """
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +24,11 @@ from torch.utils.data import (
 
 from ..datasets.batch_decode import BatchDecoder, EncodedImages, collate_encoded
 from ..utils.atomic_write import write_atomically
+from .registry import ConfigError
 
 LABEL_MAP_FILE = "label_map.json"
+# More workers than this rarely read images faster for one GPU, and each holds a dataset copy.
+MAX_AUTO_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,57 @@ def decodes_on(split: Dataset, device: torch.device) -> bool:
     (in-memory tensors) never do."""
     asks = getattr(split, "decodes_on", None)
     return asks is not None and asks(device)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """What the config's `num_workers` and `pin_memory` resolved to for this run."""
+
+    num_workers: int
+    pin_memory: bool
+
+
+def loader_settings(
+    num_workers: int | str, pin_memory: bool | str, dataset_class: type, device: torch.device
+) -> LoaderSettings:
+    """The run's DataLoader settings, checked before any data is loaded (hence the dataset's
+    class, not the dataset)."""
+    return LoaderSettings(
+        resolve_num_workers(num_workers, dataset_class), resolve_pin_memory(pin_memory, device)
+    )
+
+
+def resolve_num_workers(setting: int | str, dataset_class: type) -> int:
+    """An integer >= 0 as given; auto: 0 for in-memory tensor datasets (a batch is one indexing
+    call, which workers would only slow down with start-up and copies between processes), else
+    one worker per usable CPU, shared among the processes torchrun started on this machine, at
+    most MAX_AUTO_WORKERS."""
+    if setting == "auto":
+        if issubclass(dataset_class, TensorDataset):
+            return 0
+        processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        return max(1, min(MAX_AUTO_WORKERS, usable_cpus() // processes_here))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise ConfigError(f"num_workers: must be auto or an integer >= 0, got {setting!r}")
+    return setting
+
+
+def resolve_pin_memory(setting: bool | str, device: torch.device) -> bool:
+    """auto: pinned on CUDA. Pinning only speeds up copies to a GPU, so true means nothing
+    elsewhere and resolves to False off CUDA."""
+    if setting == "auto":
+        setting = True
+    elif not isinstance(setting, bool):
+        raise ConfigError(f"pin_memory: must be auto, true or false, got {setting!r}")
+    return setting and device.type == "cuda"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a job scheduler's or taskset's share, not the whole
+    machine's count where the platform says so)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def make_loader(

@@ -19,6 +19,7 @@ from .components import (
     load_splits,
     pick_device,
 )
+from .data import loader_settings
 from .run_log import append_record, markdown_table, summary_table
 
 # What was trained and how it is scored: mode=test takes these from the checkpoint's config.
@@ -42,7 +43,8 @@ def evaluate_checkpoint(
     models = dict(model.named_children())
     load_models(models, state, path)
     model.to(device)
-    tester, split_loading = build_tester(specs.tester, splits, device)
+    loader = loader_settings(cfg.num_workers, cfg.pin_memory, specs.dataset.cls, device)
+    tester, split_loading = build_tester(specs.tester, splits, device, loader.num_workers)
     decoding = {"collate_fn": split_loading.collate_fn} if split_loading.decodes_batches else {}
 
     run_dir = Path(run_dir)

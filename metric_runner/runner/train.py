@@ -62,7 +62,7 @@ from .components import (
     probe,
     resolved_yaml,
 )
-from .data import loading, save_label_maps
+from .data import LoaderSettings, loader_settings, loading, save_label_maps
 from .processes import (
     Processes,
     join_process_group,
@@ -79,6 +79,7 @@ from .state import TrainingState
 PLATEAU = torch.optim.lr_scheduler.ReduceLROnPlateau
 COSINE = torch.optim.lr_scheduler.CosineAnnealingLR
 EXTRA_TERM_LOSSES = (MetricLossOnly.calculate_loss, TrainWithClassifier.calculate_loss)
+logger = logging.getLogger(__name__)
 
 
 def train(
@@ -95,6 +96,11 @@ def train(
     processes = launched_processes()
     join_process_group(processes)
     device = process_device(processes, pick_device(cfg.device))
+    loader = loader_settings(cfg.num_workers, cfg.pin_memory, specs.dataset.cls, device)
+    if processes.is_main:
+        logger.info(
+            "data loading: num_workers=%d, pin_memory=%s", loader.num_workers, loader.pin_memory
+        )
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     resumed = load_resumed_checkpoint(cfg) if cfg.resume else None
@@ -106,10 +112,10 @@ def train(
     processes.barrier()  # every process has checked the run directory before rank 0 writes
     seed_everything(cfg.seed)
 
-    parts = build_parts(cfg, specs, device, processes)
+    parts = build_parts(cfg, specs, device, processes, loader.num_workers)
     if on_built is not None:
         on_built(parts)
-    trainer = build_trainer(cfg, specs, parts, device, processes)
+    trainer = build_trainer(cfg, specs, parts, device, processes, loader)
     state = TrainingState(
         models={**parts.models, **parts.extra_models},
         loss=parts.loss,
@@ -174,7 +180,15 @@ class Parts:
     the self-supervised term and the statistics recorder."""
 
 
-def build_parts(cfg: DictConfig, specs: Specs, device: torch.device, processes: Processes) -> Parts:
+def build_parts(
+    cfg: DictConfig,
+    specs: Specs,
+    device: torch.device,
+    processes: Processes,
+    num_workers: int = 0,
+) -> Parts:
+    """Datasets, model, losses, miners, optimizers and the tester (its evaluation splits read
+    by `num_workers` DataLoader workers)."""
     parts = Parts()
     splits = load_splits(specs.dataset, ("train", "val", "test"))
     parts.train_set = splits.pop("train")
@@ -212,7 +226,9 @@ def build_parts(cfg: DictConfig, specs: Specs, device: torch.device, processes: 
         for name, model in parts.extra_models.items()
     }
     parts.scheduler = specs.scheduler.build(optimizer=parts.optimizer) if specs.scheduler else None
-    parts.tester, parts.eval_loading = build_tester(specs.tester, parts.eval_splits, device)
+    parts.tester, parts.eval_loading = build_tester(
+        specs.tester, parts.eval_splits, device, num_workers
+    )
     return parts
 
 
@@ -305,8 +321,16 @@ def build_sampler(
 
 
 def build_trainer(
-    cfg: DictConfig, specs: Specs, parts: Parts, device: torch.device, processes: Processes
+    cfg: DictConfig,
+    specs: Specs,
+    parts: Parts,
+    device: torch.device,
+    processes: Processes,
+    loader: LoaderSettings | None = None,
 ) -> BaseTrainer:
+    """`loader`: the resolved num_workers and pin_memory (None: resolved from `cfg`)."""
+    if loader is None:
+        loader = loader_settings(cfg.num_workers, cfg.pin_memory, specs.dataset.cls, device)
     models = {**parts.models, **parts.extra_models}
     loss_funcs, mining_funcs = dict(parts.loss_funcs), dict(parts.mining_funcs)
     if processes.distributed:
@@ -340,13 +364,11 @@ def build_trainer(
         lr_schedulers={"trunk_scheduler_by_epoch": scheduler}
         if scheduler is not None and not isinstance(scheduler, PLATEAU)
         else {},
-        dataloader_num_workers=cfg.num_workers,
+        dataloader_num_workers=loader.num_workers,
         mixed_precision=cfg.amp,
         check_finite_loss=True,
         # Byte strings gain nothing from pinning; decoded batches are made on the device.
-        pin_memory=bool(cfg.pin_memory)
-        and device.type == "cuda"
-        and not train_loading.decodes_batches,
+        pin_memory=loader.pin_memory and not train_loading.decodes_batches,
     )
     trainer_spec = specs.trainer.trainer
     if parts.self_supervised is not None:

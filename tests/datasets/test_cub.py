@@ -105,7 +105,7 @@ def test_metric_run_trains_one_epoch_on_a_cub_tree(tmp_path, monkeypatch):
         "dataset=cub",
         f"dataset.root={tmp_path / 'cub'}",
         "dataset.num_folds=2",
-        "dataset.transform={crop_size:32,resize:36}",  # transform=tiny once config.yaml lists the group
+        "transform=tiny",
         "epochs=1",
         "batch_size=16",
         "sampler.m=4",
@@ -120,3 +120,11 @@ def test_metric_run_trains_one_epoch_on_a_cub_tree(tmp_path, monkeypatch):
     assert untrained["val"]["precision_at_1"] == 1.0
     assert np.isfinite(records[1]["train_loss"])
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+    # Each split's labels 0..C-1 traced back to CUB's class ids: fold 0 of 2 validates the
+    # first half of the training classes, the other half trains; classes 101+ test.
+    label_map = json.loads((run_dir / "label_map.json").read_text())
+    assert label_map == {
+        "train": {"label": [5, 6, 7, 8]},
+        "val": {"label": [1, 2, 3, 4]},
+        "test": {"label": list(range(101, 109))},
+    }
