@@ -208,9 +208,10 @@ def build(cls, our_cls, library_losses, num_classes, dim, device):
 
 def main():
     args = parse_args()
-    limit = resource.getrlimit(resource.RLIMIT_AS)[1]
-    budget = process_status_bytes("VmSize") + MEMORY_HEADROOM_BYTES
-    resource.setrlimit(resource.RLIMIT_AS, (budget, limit))
+    if torch.device(args.device).type == "cpu":  # CUDA reserves its address space up front
+        limit = resource.getrlimit(resource.RLIMIT_AS)[1]
+        budget = process_status_bytes("VmSize") + MEMORY_HEADROOM_BYTES
+        resource.setrlimit(resource.RLIMIT_AS, (budget, limit))
     use_pml = pml_losses is not None and not args.no_pml
     print(
         f"device={args.device} dim={args.dim} {PER_CLASS} samples/class, median of {args.repeats}"

@@ -1,4 +1,4 @@
-from .base_dataset import BaseDataset, DatasetError, DatasetNotFoundError
+from .base_dataset import BaseDataset, CorruptImageError, DatasetError, DatasetNotFoundError
 from .cars196 import Cars196
 from .csv_dataset import CSVDataset
 from .cub import CUB

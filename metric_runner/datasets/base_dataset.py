@@ -33,13 +33,18 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A dataset root or one of its files is missing (a FileNotFoundError, as PML raises)."""
 
 
+class CorruptImageError(DatasetError, OSError):
+    """An image that cannot be loaded when an item is read (an OSError, as PIL raises in PML)."""
+
+
 class BaseDataset(Dataset):
     """`root`: the folder holding the dataset; `split`: which of `SPLITS` to load;
     `transform` / `target_transform`: applied to each image / label; `download`: fetch and
     extract the archives into `root` first when they are not there yet.
 
-    Beyond PML: `on_bad_image` — every image's header is read once here; unreadable files are
-    dropped with one warning that lists them ("skip"), or stop with an error ("error").
+    Beyond PML: `on_bad_image` — every image's header and end are read once here; unreadable or
+    truncated files are dropped with one warning that lists them ("skip"), or stop with an
+    error ("error"). A file that fails to load later raises `CorruptImageError` naming it.
     """
 
     SPLITS = ("train", "test", "train+test")
@@ -113,7 +118,7 @@ class BaseDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        image = open_rgb(self.paths[index])
+        image = self.load_image(index)
         label = self.labels[index]
         label = int(label) if label.ndim == 0 else torch.from_numpy(label.copy())
         if self.transform is not None:
@@ -121,6 +126,10 @@ class BaseDataset(Dataset):
         if self.target_transform is not None:
             label = self.target_transform(label)
         return image, label
+
+    def load_image(self, index):
+        """Image `index` as an RGB PIL image, before the transform (a subclass may crop it)."""
+        return load_image(self.paths[index])
 
     # ---- presence and download
 
@@ -207,14 +216,48 @@ def open_rgb(path):
         return image.convert("RGB")
 
 
-def image_is_readable(path):
-    """The file exists and its image header parses (decoding every pixel would take minutes on
-    the larger datasets; a truncated body is reported when the image is loaded)."""
+def load_image(path):
+    """`open_rgb`, with a failure raised as an error naming the file and what to do about it."""
     try:
-        Image.open(path).close()  # opening parses the header
-    except (OSError, ValueError, Image.DecompressionBombError):
+        return open_rgb(path)
+    except FileNotFoundError as error:
+        raise DatasetNotFoundError(
+            f"image {path} is missing: restore it, or build the dataset again "
+            "(on_bad_image=skip leaves out missing and unreadable files)"
+        ) from error
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise CorruptImageError(
+            f"cannot load image {path} ({error}); it is corrupt or truncated: replace or delete "
+            "it, or build the dataset again (on_bad_image=skip leaves out files that fail the "
+            "check of each file's header and end)"
+        ) from error
+
+
+# The last bytes of a complete file of each format, before any zero padding an encoder adds.
+END_MARKERS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+# How much of a file's end is read to find the marker: padding longer than this costs a decode.
+TAIL_BYTES = 1024
+
+
+def image_is_readable(path):
+    """The file exists, its image header parses and, for JPEG and PNG, it ends with the format's
+    end marker (reading only the header and the last KiB: decoding every pixel would take minutes
+    on the larger datasets). A file without the marker is decoded once, to tell a truncated one
+    from one carrying extra data after the image (as some cameras write), which loads fine."""
+    try:
+        with Image.open(path) as image:
+            end_marker = END_MARKERS.get(image.format)
+            if end_marker is not None and not ends_with(image.fp, end_marker):
+                image.load()  # raises OSError on a truncated file
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
     return True
+
+
+def ends_with(file, marker):
+    size = file.seek(0, 2)
+    file.seek(max(0, size - TAIL_BYTES))
+    return file.read().rstrip(b"\x00").endswith(marker)
 
 
 def screen_images(paths, on_bad_image):
@@ -236,4 +279,4 @@ def screen_images(paths, on_bad_image):
     return readable
 
 
-__all__ = ["BaseDataset", "DatasetError", "DatasetNotFoundError", "Resource"]
+__all__ = ["BaseDataset", "CorruptImageError", "DatasetError", "DatasetNotFoundError", "Resource"]

@@ -33,12 +33,20 @@ def decodes_on_device(decode: str, device: torch.device | str) -> bool:
 
 class EncodedImages(Dataset):
     """The images of an ImageFiles as (file bytes uint8 [L], label, path): all a worker does.
-    `is_query` is the split's (In-Shop's test split marks its queries; testers read it)."""
+    `is_query` and `is_gallery` are the split's (In-Shop's and OML CSVs' test splits mark their
+    queries and gallery; testers read them)."""
 
     def __init__(self, images: ImageFiles):
+        if getattr(images, "boxes", None) is not None:
+            # The batch decoder would need each image's box; the workers' path crops them.
+            raise ValueError(
+                "this dataset crops its images to bounding boxes (the CSV's x_1, x_2, y_1, y_2), "
+                "which batch decoding does not do; use dataset.decode=cpu"
+            )
         self.paths = images.paths
         self.labels = images.labels
         self.is_query = getattr(images, "is_query", None)
+        self.is_gallery = getattr(images, "is_gallery", None)
 
     def __len__(self):
         return len(self.paths)

@@ -4,10 +4,13 @@ A file is streamed into `<name>.part` (a later call continues it with an HTTP Ra
 checked against its published MD5, and only then renamed to its final name. An archive is
 extracted into a hidden staging folder next to the data and its top-level entries are moved into
 place with `os.replace`, so a half-finished download or extraction never looks like a dataset.
+An archive that cannot be extracted is deleted, so that the next call downloads it afresh (most
+sources publish no checksum, so extracting is the only check such a file gets).
 """
 
 import hashlib
 import http.client
+import lzma
 import os
 import shutil
 import tarfile
@@ -15,6 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +46,22 @@ class DownloadError(ValueError):
     """A download that failed or did not match its checksum."""
 
 
+class BadArchiveError(DownloadError):
+    """An archive that is not a zip or tar file, or holds an entry unsafe to extract."""
+
+
+# What reading a truncated or corrupt zip/tar (or its gzip/bz2/xz stream) raises.
+ARCHIVE_ERRORS = (
+    BadArchiveError,
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+)
+
+
 def download_and_extract(resource, root, layout=""):
     """Fetch `resource` into the folder `root` (resuming a partial file), extract it there and
     delete the archive; nothing is fetched when what it creates is already there."""
@@ -52,8 +72,39 @@ def download_and_extract(resource, root, layout=""):
     if not destination.exists():
         download_file(resource.url, destination, resource.md5, layout)
     if resource.extract:
-        extract_atomically(destination, root)
+        extract_or_delete(destination, root, resource.url)
         destination.unlink()
+
+
+def extract_or_delete(archive, root, url):
+    """Extract `archive` into `root`; one that cannot be read is deleted (kept, it would be
+    extracted, and fail, again on every later call) and the error says how to get a good one."""
+    try:
+        extract_atomically(archive, root)
+    except ARCHIVE_ERRORS as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise  # the disk or the folder failed (full, read-only), not the archive: keep it
+        problem = describe_bad_archive(archive, error)
+        archive.unlink(missing_ok=True)
+        raise BadArchiveError(
+            f"{archive} (from {url}) cannot be extracted: {problem}. The file was deleted; run "
+            f"again to download it afresh, or place the file by hand at {archive}"
+        ) from None
+
+
+def describe_bad_archive(archive, error):
+    with open(archive, "rb") as file:
+        start = file.read(512).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return (
+            "it is an HTML page, not an archive (the site served a web page, such as a sign-in "
+            "or download-warning page, in place of the file)"
+        )
+    if isinstance(error, BadArchiveError):
+        return str(error)
+    if isinstance(error, getattr(tarfile, "FilterError", ())):  # Python's own unsafe-entry check
+        return f"{type(error).__name__}: {error} (an entry unsafe to extract)"
+    return f"{type(error).__name__}: {error} (the file is truncated or corrupt)"
 
 
 def download_file(url, destination, md5, layout=""):
@@ -65,6 +116,7 @@ def download_file(url, destination, md5, layout=""):
     response = open_url(url, offset, destination, layout)
     if response is not None:
         with response:
+            refuse_web_page(response, url, destination, layout)
             if offset and response.status != 206:  # the server ignored the Range: start over
                 offset = 0
             stream_to(response, partial, offset, url)
@@ -93,9 +145,27 @@ def open_url(url, offset, destination, layout):
         reason = str(getattr(error, "reason", error))
     raise DownloadError(
         f"cannot download {url} ({reason}). Without network access, download it elsewhere and "
-        f"put it at {destination} (or its extracted contents under {destination.parent})"
-        + (f"; the expected layout is: {layout}" if layout else "")
+        + manual_route(destination, layout)
     )
+
+
+def manual_route(destination, layout):
+    return f"put it at {destination} (or its extracted contents under {destination.parent})" + (
+        f"; the expected layout is: {layout}" if layout else ""
+    )
+
+
+def refuse_web_page(response, url, destination, layout):
+    """No file fetched here is a web page: an HTML answer is a page asking for a browser (Google
+    Drive's virus-scan or quota notice, a sign-in). It is refused before anything is written,
+    so no `.part` holds HTML that a later call would resume."""
+    content_type = response.headers.get_content_type()
+    if content_type == "text/html":
+        raise DownloadError(
+            f"{url} answered with a web page (Content-Type {content_type}) instead of the file; "
+            "the site wants a browser. Open the URL in a browser, download the file there and "
+            + manual_route(destination, layout)
+        )
 
 
 def stream_to(response, partial, offset, url):
@@ -152,7 +222,7 @@ def check_members(members, archive):
             or ".." in parts
             or not (member.isfile() or member.isdir())
         ):
-            raise DownloadError(f"{archive}: refusing to extract {member.name!r} (unsafe entry)")
+            raise BadArchiveError(f"{archive}: refusing to extract {member.name!r} (unsafe entry)")
 
 
 def unpack(archive, folder):
@@ -168,4 +238,4 @@ def unpack(archive, folder):
                 check_members(tarred.getmembers(), archive)
                 tarred.extractall(folder)
     else:
-        raise DownloadError(f"{archive} is neither a zip nor a tar archive")
+        raise BadArchiveError(f"{archive} is neither a zip nor a tar archive")

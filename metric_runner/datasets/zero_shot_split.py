@@ -23,7 +23,8 @@ import torch
 
 from .base_dataset import BaseDataset
 from .batch_decode import check_decode_mode, decodes_on_device
-from .image_pipeline import ImageFiles, image_transform
+from .csv_dataset import crop_tensor
+from .image_pipeline import ImageFiles, image_transform, read_image
 
 SPLITS = ("train", "val", "test")
 VAL_MODES = ("fraction", "fold")
@@ -35,7 +36,9 @@ class ZeroShotSplit(ImageFiles):
     `root`, `download`, `on_bad_image` and `options` (its other arguments, e.g.
     {csv_file: list.csv}); `transform`: settings of the train / eval pipeline
     (crop_size, resize, scale, ratio, flip, mean, std). For In-Shop's test split `is_query`
-    marks the queries (the rest is the gallery); it is None elsewhere. `decode`: where images
+    marks the queries (the rest is the gallery); an OML CSV's test split has `is_query` and
+    `is_gallery`; both are None elsewhere. `boxes` (an OML CSV's x_1, x_2, y_1, y_2; None
+    without them) crop each image before the transform. `decode`: where images
     are decoded — "cpu" in the DataLoader's workers, "gpu" a batch at a time on the run's
     device (metric_runner.datasets.batch_decode), "auto" on the GPU when the run has one."""
 
@@ -84,10 +87,12 @@ class ZeroShotSplit(ImageFiles):
             labels = data.labels[indices]
             indices = indices[train_val_indices(labels, split, val, val_fraction, num_folds, fold)]
         labels, self.label_map = consecutive_labels(data.labels[indices])
-        query = getattr(data, "is_query", None)
-        self.is_query = (
-            torch.as_tensor(query[indices]) if split == "test" and query is not None else None
+        # The test split's query / gallery masks (In-Shop, an OML CSV) and the images' boxes.
+        self.is_query, self.is_gallery = (
+            per_sample(data, name, indices) if split == "test" else None
+            for name in ("is_query", "is_gallery")
         )
+        self.boxes = per_sample(data, "boxes", indices)
         self.source = data
         super().__init__(
             [data.paths[i] for i in indices],
@@ -95,10 +100,22 @@ class ZeroShotSplit(ImageFiles):
             image_transform(split == "train", **(transform or {})),
         )
 
+    def __getitem__(self, index):
+        if self.boxes is None:
+            return super().__getitem__(index)
+        image = crop_tensor(read_image(self.paths[index]), self.boxes[index], self.paths[index])
+        return self.transform(image), self.labels[index]
+
     def decodes_on(self, device: torch.device | str) -> bool:
         """Whether the runner should hand this split to the DataLoader as EncodedImages and
         decode each batch on `device` (batch_decode.BatchDecoder), as `decode` asks."""
         return decodes_on_device(self.decode, device)
+
+
+def per_sample(data, name, indices):
+    """The source's per-image array `name` at `indices` as a tensor; None if it has none."""
+    values = getattr(data, name, None)
+    return None if values is None else torch.as_tensor(values[indices])
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,13 +2,21 @@
 the class is abstract and a subclass must say how to load — our way (`load`) or PML's
 (`generate_split` and `download_and_remove`), which runs as it does on PML."""
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFile
 
 from metric_runner.datasets import CUB, BaseDataset, DatasetError
+from metric_runner.datasets.base_dataset import (
+    TAIL_BYTES,
+    CorruptImageError,
+    DatasetNotFoundError,
+    image_is_readable,
+)
 from tests.datasets.fixtures import make_cub
 
 
@@ -48,6 +56,106 @@ def test_on_bad_image_error_stops_and_names_the_files(root_with_bad_images):
     assert "on_bad_image=skip" in str(error.value)
     with pytest.raises(DatasetError, match="on_bad_image must be one of skip, error"):
         CUB(root, on_bad_image="ignore")
+
+
+def encoded(format, size=(200, 200)):
+    """A noisy image (so its compressed body is most of the file) encoded as `format`."""
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buffer, format=format)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def root_with_truncated_jpeg(tmp_path):
+    make_cub(tmp_path, num_classes=4, shuffle=False)
+    truncated = tmp_path / "CUB_200_2011" / "images" / "003.Bird_3" / "Bird_3_0.jpg"
+    jpeg = encoded("JPEG")
+    truncated.write_bytes(jpeg[: len(jpeg) // 2])  # a whole header, half the body
+    return tmp_path, str(truncated)
+
+
+def test_a_truncated_jpeg_is_skipped_with_the_warning(root_with_truncated_jpeg):
+    root, truncated = root_with_truncated_jpeg
+    with pytest.warns(RuntimeWarning) as caught:
+        dataset = CUB(root, split="train")
+    assert [str(w.message) for w in caught] == [f"skipping 1 unreadable image(s): {truncated}"]
+    assert truncated not in dataset.paths
+    assert len(dataset) == sum(1 + c % 3 for c in range(1, 5)) - 1
+    folders = [int(p.split("/")[-2][:3]) for p in dataset.paths]
+    np.testing.assert_array_equal(dataset.labels, folders)
+    assert folders.count(3) == 0  # class 3 had the one image
+
+
+def test_a_truncated_jpeg_stops_on_bad_image_error(root_with_truncated_jpeg):
+    root, truncated = root_with_truncated_jpeg
+    with pytest.raises(DatasetError) as error:
+        CUB(root, on_bad_image="error")
+    assert str(error.value).startswith(f"1 image(s) cannot be read: {truncated}; ")
+
+
+JPEG = encoded("JPEG")
+PNG = encoded("PNG", size=(60, 40))
+
+
+@pytest.mark.parametrize(
+    ("content", "readable"),
+    [
+        (JPEG, True),
+        (JPEG + b"\x00" * 100, True),  # zero padding after the end marker
+        (JPEG + b"\x00" * (3 * TAIL_BYTES), True),  # padding past the tail read: decoded
+        (JPEG + b"camera trailer" * 200, True),  # data after the image: decoded, loads fine
+        (JPEG[:-2], False),  # only the end marker cut off
+        (JPEG[: len(JPEG) // 2] + b"\x00" * 100, False),  # zeros do not hide a truncation
+        (PNG, True),
+        (PNG[: len(PNG) // 2], False),
+        (b"", False),
+    ],
+    ids=[
+        "jpeg",
+        "jpeg+zeros",
+        "jpeg+long-zeros",
+        "jpeg+trailer",
+        "jpeg-eoi",
+        "half-jpeg+zeros",
+        "png",
+        "half-png",
+        "empty",
+    ],
+)
+def test_the_check_reads_header_and_end(tmp_path, content, readable):
+    path = tmp_path / "image"
+    path.write_bytes(content)
+    assert image_is_readable(str(path)) is readable
+
+
+def test_a_complete_jpeg_is_accepted_without_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "image.jpg"
+    path.write_bytes(JPEG + b"\x00" * 10)
+
+    def no_decoding(image):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert image_is_readable(str(path)) is True
+
+
+def test_an_image_broken_after_construction_names_its_path(tmp_path):
+    make_cub(tmp_path, num_classes=2, shuffle=False)
+    dataset = CUB(tmp_path, split="train")
+    first, second = Path(dataset.paths[0]), Path(dataset.paths[1])
+    first.write_bytes(JPEG[: len(JPEG) // 2])
+    with pytest.raises(CorruptImageError) as error:
+        dataset[0]
+    assert isinstance(error.value, OSError) and isinstance(error.value, DatasetError)
+    assert str(error.value).startswith(f"cannot load image {first} (image file is truncated")
+    assert "replace or delete it" in str(error.value)
+    assert "on_bad_image=skip" in str(error.value)
+    second.unlink()
+    with pytest.raises(DatasetNotFoundError) as error:
+        dataset[1]
+    assert isinstance(error.value, FileNotFoundError)
+    assert str(error.value).startswith(f"image {second} is missing: restore it")
+    assert dataset[2][1] == 2  # the others still load
 
 
 def test_clean_data_gives_no_warning(tmp_path):

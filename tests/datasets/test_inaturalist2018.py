@@ -1,6 +1,7 @@
 """iNaturalist 2018 with PML's split files: order, species labels, taxonomy levels."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -54,6 +55,69 @@ def test_bad_level_and_unknown_image(root, tmp_path):
     split_file.write_text(split_file.read_text() + "train_val2018/Fungi/99/lost.jpg\n")
     with pytest.raises(DatasetError, match="in neither train2018.json nor val2018.json"):
         INaturalist2018(tmp_path, split="test")
+
+
+def test_a_level_missing_from_the_annotations_is_refused(root):
+    with pytest.raises(DatasetError) as error:
+        INaturalist2018(root, hierarchical=True, super_level="phylum")
+    message = str(error.value)
+    annotations = f"{root / 'train2018.json'} and {root / 'val2018.json'}"
+    assert message.startswith(
+        f"super_level='phylum': 10 of 10 categories in {annotations} have no 'phylum' field "
+        "(e.g. category id 0); levels present in every category: supercategory, kingdom, genus. "
+    )
+    assert "https://ml-inat-competition-datasets.s3.amazonaws.com/2018/categories.json.tar.gz" in (
+        message
+    )
+    assert f"extract it to {root / 'categories.json'}" in message
+    # without hierarchical labels the level is never read
+    flat = INaturalist2018(root, super_level="phylum")
+    assert flat.labels.ndim == 1 and len(flat) == len(INaturalist2018(root))
+
+
+# The un-obfuscated taxonomy of a 4-species root: genera unlike the annotations' (0,1 | 2,3).
+TAXONOMY = [
+    {"id": i, "name": name, "supercategory": "Plantae", "phylum": "Tracheophyta", "genus": genus}
+    for i, (genus, name) in enumerate(
+        [
+            ("Quercus", "Q. robur"),
+            ("Pinus", "P. nigra"),
+            ("Pinus", "P. sylvestris"),
+            ("Quercus", "Q. ilex"),
+        ]
+    )
+]
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["list", "annotation-style"])
+def test_categories_json_supplies_the_taxonomy(tmp_path, wrapped):
+    make_inaturalist2018(tmp_path, num_species=4, num_train_species=2)
+    content = {"categories": TAXONOMY} if wrapped else TAXONOMY
+    (tmp_path / "categories.json").write_text(json.dumps(content))
+    dataset = INaturalist2018(tmp_path, hierarchical=True, super_level="genus")
+    assert dataset.labels.shape == (11, 2)  # 2 + 3 + 4 + 2 images
+    # genus ids in sorted order of the names: Pinus 0, Quercus 1
+    rows = np.unique(dataset.labels, axis=0).tolist()
+    assert rows == [[0, 1], [1, 0], [2, 0], [3, 1]]
+    phyla = INaturalist2018(tmp_path, split="test", hierarchical=True, super_level="phylum")
+    assert np.unique(phyla.labels, axis=0).tolist() == [[2, 0], [3, 0]]
+
+
+def test_an_incomplete_categories_json_is_refused(tmp_path):
+    make_inaturalist2018(tmp_path, num_species=4, num_train_species=2)
+    categories = tmp_path / "categories.json"
+    categories.write_text(json.dumps(TAXONOMY[:3]))
+    with pytest.raises(DatasetError) as error:
+        INaturalist2018(tmp_path, hierarchical=True, super_level="genus")
+    assert str(error.value).startswith(f"{categories} has no category for species id(s) 3; ")
+    assert INaturalist2018(tmp_path, split="train", hierarchical=True).labels.shape == (5, 2)
+    with pytest.raises(DatasetError) as error:
+        INaturalist2018(tmp_path, split="train", hierarchical=True, super_level="family")
+    assert str(error.value).startswith(
+        f"super_level='family': 3 of 3 categories in {categories} have no 'family' field "
+        "(e.g. category id 0); levels present in every category: supercategory, phylum, genus. "
+    )
+    assert f"replace {categories} with it" in str(error.value)
 
 
 def test_missing_split_files_name_their_url(tmp_path):

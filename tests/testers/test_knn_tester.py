@@ -109,3 +109,143 @@ def test_a_split_of_queries_and_a_gallery_searches_the_gallery_only():
         {"test": dataset}, 0, torch.nn.Identity()
     )
     assert within["test"] != pytest.approx(accuracies["test"])
+
+
+def queries_and_gallery():
+    """Queries at 0 (label 0), 10 (label 1), 20 (label 2); gallery at 1 (0), 9 (2), 11.5 (1),
+    19 (2), 30 (1): the In-Shop layout, one query per class."""
+    x = torch.tensor([[0.0], [10.0], [20.0], [1.0], [9.0], [11.5], [19.0], [30.0]])
+    dataset = torch.utils.data.TensorDataset(x, torch.tensor([0, 1, 2, 0, 2, 1, 2, 1]))
+    dataset.is_query = torch.tensor([True] * 3 + [False] * 5)
+    return dataset
+
+
+def test_per_class_rows_of_queries_against_a_gallery_count_the_queries_only():
+    # k = 2 (the gallery's largest class). 0 -> 1 (hit), R = 1. 10 -> 9 (miss), 11.5 (hit),
+    # R = 2: P@1 0, R-precision 1/2, MAP@R (0 + 1/2) / 2. 20 -> 19 (hit), 30 (miss), R = 2:
+    # P@1 1, R-precision 1/2, MAP@R (1 + 0) / 2.
+    expected = {
+        "0": {
+            "queries": 1,
+            "precision_at_1": 1.0,
+            "r_precision": 1.0,
+            "mean_average_precision_at_r": 1.0,
+        },
+        "1": {
+            "queries": 1,
+            "precision_at_1": 0.0,
+            "r_precision": 0.5,
+            "mean_average_precision_at_r": 0.25,
+        },
+        "2": {
+            "queries": 1,
+            "precision_at_1": 1.0,
+            "r_precision": 0.5,
+            "mean_average_precision_at_r": 0.5,
+        },
+    }
+    model = torch.nn.Identity()
+    accuracies, per_class = make_tester(return_per_class=True).evaluate(
+        {"test": queries_and_gallery()}, 0, model
+    )
+    assert list(per_class["test"]) == ["0", "1", "2"]
+    for label, row in expected.items():
+        assert per_class["test"][label] == pytest.approx(row, abs=1e-12)
+    overall = {
+        "precision_at_1": 2 / 3,
+        "r_precision": 2 / 3,
+        "mean_average_precision_at_r": 1.75 / 3,
+    }
+    plain, _ = make_tester().evaluate({"test": queries_and_gallery()}, 0, model)
+    assert plain["test"] == pytest.approx(overall, abs=1e-12)
+    assert accuracies["test"] == pytest.approx(overall, abs=1e-12)
+
+
+def brute_force(x, labels, queries, gallery):
+    """Mean P@1, R-precision and MAP@R of `queries` ranking `gallery` (rows of x) by squared
+    L2 distance, each query's own row left out; queries with nothing relevant are skipped."""
+    values = {name: [] for name in METRICS}
+    per_class_queries = {}
+    for query in queries:
+        references = [row for row in gallery if row != query]
+        distances = [float(((x[row] - x[query]) ** 2).sum()) for row in references]
+        ranking = [references[i] for i in sorted(range(len(references)), key=distances.__getitem__)]
+        hits = [int(labels[row] == labels[query]) for row in ranking]
+        r = sum(hits)
+        if r == 0:
+            continue
+        label = str(int(labels[query]))
+        per_class_queries[label] = per_class_queries.get(label, 0) + 1
+        values["precision_at_1"].append(hits[0])
+        values["r_precision"].append(sum(hits[:r]) / r)
+        values["mean_average_precision_at_r"].append(
+            sum(hits[i] * sum(hits[: i + 1]) / (i + 1) for i in range(r)) / r
+        )
+    means = {name: sum(v) / len(v) for name, v in values.items()}
+    return means, dict(sorted(per_class_queries.items()))
+
+
+def random_split(is_query, is_gallery, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    n = len(is_query)
+    x = torch.randn(n, 3, generator=generator)
+    labels = torch.randint(0, 4, (n,), generator=generator)
+    dataset = torch.utils.data.TensorDataset(x, labels)
+    dataset.is_query, dataset.is_gallery = torch.tensor(is_query), torch.tensor(is_gallery)
+    return dataset
+
+
+def rows(mask):
+    return [i for i, value in enumerate(mask) if value]
+
+
+# 30 items. Case 1: all both. Case 2: 8 queries, a separate gallery, 4 items in neither.
+# Case 3: 8 queries inside a gallery with 18 more items (distractors), 4 items in neither.
+CASES = {
+    "all_both": ([True] * 30, [True] * 30),
+    "disjoint": ([True] * 8 + [False] * 22, [False] * 8 + [True] * 18 + [False] * 4),
+    "queries_in_gallery": ([True] * 8 + [False] * 22, [True] * 26 + [False] * 4),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_query_gallery_cases_match_a_brute_force_ranking(case):
+    is_query, is_gallery = CASES[case]
+    dataset = random_split(is_query, is_gallery)
+    x, labels = dataset.tensors
+    expected, expected_counts = brute_force(x, labels, rows(is_query), rows(is_gallery))
+    accuracies, per_class = make_tester(include=METRICS, return_per_class=True).evaluate(
+        {"test": dataset}, 0, torch.nn.Identity()
+    )
+    assert accuracies["test"] == pytest.approx(expected, abs=1e-12)
+    assert {c: row["queries"] for c, row in per_class["test"].items()} == expected_counts
+    if case == "all_both":  # the ordinary evaluation of the split against itself
+        del dataset.is_query, dataset.is_gallery
+        within, _ = make_tester(include=METRICS).evaluate({"test": dataset}, 0, torch.nn.Identity())
+        assert within["test"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_query_in_the_gallery_skips_its_own_row_not_a_tied_neighbour():
+    # Rows 0 and 1 are the same point with different labels; row 2 (label 0) is further away.
+    # Each of rows 0 and 1 must find the other first (a miss): dropping the first neighbour
+    # instead of the own row would leave row 1 finding itself (a hit).
+    x = torch.tensor([[0.0], [0.0], [0.5], [0.6], [5.0]])
+    dataset = torch.utils.data.TensorDataset(x, torch.tensor([0, 1, 0, 1, 2]))
+    dataset.is_query = torch.tensor([True, True, False, False, False])
+    dataset.is_gallery = torch.tensor([True, True, True, True, False])
+    accuracies, _ = make_tester(include=("precision_at_1",)).evaluate(
+        {"test": dataset}, 0, torch.nn.Identity()
+    )
+    assert accuracies["test"]["precision_at_1"] == 0.0
+
+
+def test_queries_both_inside_and_outside_the_gallery_are_refused():
+    is_query = [True] * 8 + [False] * 22
+    is_gallery = [True] * 3 + [False] * 5 + [True] * 22
+    message = (
+        "split 'test': 3 rows are queries in the gallery \\(is_query and is_gallery true\\) "
+        "and 5 rows are queries outside it \\(is_query true, is_gallery false\\); make every "
+        "query a gallery item"
+    )
+    with pytest.raises(ValueError, match=message):
+        make_tester().evaluate({"test": random_split(is_query, is_gallery)}, 0, torch.nn.Identity())
