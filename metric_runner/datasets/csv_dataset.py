@@ -204,6 +204,24 @@ def read_masks(columns, csv_path):
                 accepted, rows = TRUE_VALUES + FALSE_VALUES, " on validation/test rows"
             values.append(checked(value, number, name, accepted, csv_path, rows) in TRUE_VALUES)
         columns[name] = values
+    if "is_gallery" in columns:
+        check_queries_against_gallery(columns, csv_path)
+
+
+def check_queries_against_gallery(columns, csv_path):
+    """The evaluated rows' queries lie all inside the gallery or all outside it (what
+    KNNTester evaluates), refused here so that a run stops before it trains."""
+    evaluated = [split != "train" for split in columns["split"]]
+    rows = list(zip(evaluated, columns["is_query"], columns["is_gallery"]))
+    inside = sum(test and query and gallery for test, query, gallery in rows)
+    outside = sum(test and query and not gallery for test, query, gallery in rows)
+    if inside and outside:
+        raise DatasetError(
+            f"{csv_path}: {inside} validation rows are queries in the gallery (is_query and "
+            f"is_gallery true) and {outside} are queries outside it (is_gallery false); make "
+            "is_gallery true on every is_query row (each query retrieves from the rest) or "
+            "false on all of them (queries against a separate gallery)"
+        )
 
 
 def read_boxes(columns, csv_path):

@@ -228,6 +228,17 @@ def test_inconsistent_oml_columns_are_explained(tmp_path, header, message):
         CSVDataset(tmp_path)
 
 
+def test_queries_partly_inside_the_gallery_are_refused_with_both_counts(tmp_path):
+    # Row 6's query is also a gallery item, row 9's is not: no evaluation fits both.
+    rows = [
+        row if row[1] != "images/2_0.jpg" else (*row[:3], "1", "1", *row[5:]) for row in OML_ROWS
+    ]
+    name = write_oml_csv(tmp_path, rows)
+    message = "1 validation rows are queries in the gallery .* and 1 are queries outside it"
+    with pytest.raises(DatasetError, match=message):
+        CSVDataset(tmp_path, csv_file=name)
+
+
 def oml_run_root(root):
     """An OML CSV for a run: classes 0-5 train (5 images each); classes 10-12 validate with
     one query and three gallery images each; class 13's two rows are in neither."""
