@@ -86,6 +86,7 @@ def check_config(cfg: DictConfig) -> Specs:
         except ImportError as error:
             raise ConfigError(f"imports: cannot import {module!r} ({error})") from None
     check_run_settings(cfg)
+    check_required_values(cfg)
     model = cfg.get("model") or {}
     if "trunk" not in model:
         raise ConfigError("model: needs a `trunk:` block (e.g. model=small_cnn)")
@@ -203,6 +204,15 @@ def check_decode(decode: str | None) -> None:
             f"{', '.join(DECODE_MODES)} (cpu: in the DataLoader workers, gpu: a batch at a time "
             "on the run's device, auto: gpu on CUDA runs)"
         )
+
+
+def check_required_values(cfg: DictConfig) -> None:
+    """Values a config leaves to the user (`???`, e.g. an image dataset's root) are named
+    before anything runs, rather than reaching the dataset as the string '???'."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        needed = ", ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"{missing[0]}: no value given; add {needed} to the command line")
 
 
 def check_run_settings(cfg: DictConfig) -> None:

@@ -300,3 +300,15 @@ def test_the_run_log_holds_the_runs_lines_and_amp_on_cpu_is_reported_once(tmp_pa
     assert "[metric_runner][INFO] - train run in " in log
     assert "train run finished; monitored score: 0." in log
     assert "| val | mean_average_precision_at_r |" in result.stdout  # the table stays on stdout
+
+
+def test_a_value_left_to_the_user_is_named_before_the_run(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["metric-run", "dataset=cub"])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "metric-run: error: dataset.root: no value given; add dataset.root=... to the command line"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no run directory
