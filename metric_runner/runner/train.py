@@ -101,6 +101,8 @@ def train(
         logger.info(
             "data loading: num_workers=%d, pin_memory=%s", loader.num_workers, loader.pin_memory
         )
+    if processes.is_main:
+        warn_of_frozen_random_statistics(cfg)
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     resumed = load_resumed_checkpoint(cfg) if cfg.resume else None
@@ -178,6 +180,19 @@ def train(
 class Parts:
     """What the config builds: data, models, loss, miner, sampler, optimizer, scheduler, tester,
     the self-supervised term and the statistics recorder."""
+
+
+def warn_of_frozen_random_statistics(cfg: DictConfig) -> None:
+    """Frozen BatchNorm statistics are those of the trunk's pretrained weights: a trunk that can
+    take weights but was given none keeps the statistics of its random initialisation."""
+    trunk = cfg.model.trunk
+    frozen = (cfg.get("trainer") or {}).get("freeze_trunk_batchnorm")
+    if frozen and "weights" in trunk and not trunk.weights and not cfg.resume:
+        logger.warning(
+            "trainer.freeze_trunk_batchnorm=true but model.trunk.weights is not set: the trunk "
+            "starts from random weights and its BatchNorm statistics stay random; give the "
+            "ImageNet weights (model.trunk.weights=FILE) as the MLRC presets expect"
+        )
 
 
 def build_parts(

@@ -9,9 +9,12 @@ import torch
 from metric_runner.runner.cli import compose_config
 from metric_runner.runner.components import check_config
 from metric_runner.runner.registry import CONF_DIR
+from metric_runner.runner.train import warn_of_frozen_random_statistics
 from tests.datasets.fixtures import class_colour, make_cub
 
 DATASETS = ("cub", "cars196", "sop")
+# The presets leave the data's folder to the user; checking a config needs some value.
+UNSET_ROOT = "dataset.root=unused"
 LOSSES = (
     "contrastive",
     "triplet",
@@ -33,7 +36,7 @@ def test_there_is_a_preset_per_dataset_and_loss():
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("loss", LOSSES)
 def test_preset_follows_the_mlrc_protocol(dataset, loss):
-    cfg = compose_config([f"experiment=mlrc_{dataset}_{loss}"])
+    cfg = compose_config([f"experiment=mlrc_{dataset}_{loss}", UNSET_ROOT])
     specs = check_config(cfg)
     assert specs.dataset.args["val"] == "fold" and specs.dataset.args["num_folds"] == 4
     assert (cfg.batch_size, cfg.sampler.m) == (32, 4)
@@ -47,7 +50,7 @@ def test_preset_follows_the_mlrc_protocol(dataset, loss):
 
 
 def test_resnet50_is_one_override_away():
-    cfg = compose_config(["experiment=mlrc_cars196_triplet", "model=resnet50"])
+    cfg = compose_config(["experiment=mlrc_cars196_triplet", "model=resnet50", UNSET_ROOT])
     specs = check_config(cfg)
     assert (specs.trunk.cls.__name__, specs.trunk.args["arch"]) == ("TorchvisionTrunk", "resnet50")
     assert cfg.transform.crop_size == 224 and cfg.trainer.freeze_trunk_batchnorm
@@ -57,7 +60,7 @@ def test_resnet50_is_one_override_away():
     ("dataset", "reg_weight"), [("cub", 0.3754), ("cars196", 0.0669), ("sop", 0)]
 )
 def test_soft_triple_presets_apply_the_published_center_regularizer(dataset, reg_weight):
-    specs = check_config(compose_config([f"experiment=mlrc_{dataset}_soft_triple"]))
+    specs = check_config(compose_config([f"experiment=mlrc_{dataset}_soft_triple", UNSET_ROOT]))
     loss = specs.loss.build(num_classes=5, embedding_size=8)
     if reg_weight:
         assert type(loss.weight_regularizer).__name__ == "SparseCentersRegularizer"
@@ -78,7 +81,7 @@ def test_soft_triple_presets_apply_the_published_center_regularizer(dataset, reg
     ],
 )
 def test_published_values(preset, expected):
-    cfg = compose_config([f"experiment={preset}"])
+    cfg = compose_config([f"experiment={preset}", UNSET_ROOT])
     for key, value in expected.items():
         section, name = key.split(".")
         assert cfg[section][name] == pytest.approx(value, rel=1e-9)
@@ -111,3 +114,24 @@ def test_soft_triple_preset_trains_bn_inception_with_frozen_statistics(tmp_path,
     assert len(means) == 69 and all(torch.all(m == 0) for m in means)
     assert all(torch.all(v == 1) for v in variances)
     assert state["epoch"] == 1 and state["loss"]["fc"].shape == (128, 4 * 10)
+
+
+def test_a_preset_without_trunk_weights_warns_that_its_frozen_statistics_are_random(caplog):
+    cfg = compose_config(["experiment=mlrc_cub_triplet", UNSET_ROOT])
+    with caplog.at_level("WARNING", logger="metric_runner.runner.train"):
+        warn_of_frozen_random_statistics(cfg)
+    assert [r.getMessage() for r in caplog.records] == [
+        "trainer.freeze_trunk_batchnorm=true but model.trunk.weights is not set: the trunk "
+        "starts from random weights and its BatchNorm statistics stay random; give the "
+        "ImageNet weights (model.trunk.weights=FILE) as the MLRC presets expect"
+    ]
+    caplog.clear()
+    for overrides in (
+        ["model.trunk.weights=bn_inception.pth"],
+        ["trainer.freeze_trunk_batchnorm=false"],
+    ):
+        warn_of_frozen_random_statistics(
+            compose_config(["experiment=mlrc_cub_triplet", UNSET_ROOT, *overrides])
+        )
+    warn_of_frozen_random_statistics(compose_config([]))  # the digits: no frozen statistics
+    assert caplog.records == []
