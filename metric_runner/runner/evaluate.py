@@ -1,5 +1,6 @@
 """The test workflow: `metric-run mode=test checkpoint=PATH` evaluates a saved model only."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def evaluate_checkpoint(
     )
     record = {"epoch": state["epoch"], "checkpoint": str(path), "accuracies": accuracies}
     if per_class is not None:
-        record["per_class"] = per_class
+        record["per_class"] = per_class = with_dataset_classes(per_class, splits)
     append_record(run_dir / "metrics.jsonl", record)
     with SummaryWriter(log_dir=str(run_dir)) as writer:
         write_evaluation(writer, record)
@@ -147,13 +148,33 @@ def with_saved_sections(
     return merged
 
 
-def per_class_tables(per_class: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown: per split, a row per class with its number of queries and each metric."""
+def with_dataset_classes(
+    per_class: dict[str, dict[str, dict[str, Any]]], splits: Mapping[str, Any]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each row also names the dataset's own class (`dataset_class`: CUB's 101, not the run's
+    label 0) where the split renumbered its labels (its `label_map`, also in label_map.json)."""
+    named = {}
+    for split, rows in per_class.items():
+        label_map = getattr(splits[split], "label_map", None)
+        originals = label_map["label"] if label_map else None
+        named[split] = {
+            label: row if originals is None else {"dataset_class": originals[int(label)], **row}
+            for label, row in rows.items()
+        }
+    return named
+
+
+def per_class_tables(per_class: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: per split, a row per class with its number of queries and each metric (and
+    the dataset's own class where the run renumbered the labels)."""
     sections = []
     for split, rows in per_class.items():
-        metrics = [m for m in next(iter(rows.values()), {}) if m != "queries"]
-        table = [["class", "queries", *metrics]]
+        first = next(iter(rows.values()), {})
+        named = ["dataset_class"] if "dataset_class" in first else []
+        metrics = [m for m in first if m not in ("queries", "dataset_class")]
+        table = [["class", *[n.replace("_", " ") for n in named], "queries", *metrics]]
         for label, row in rows.items():
-            table.append([label, row["queries"], *(f"{row[m]:.4f}" for m in metrics)])
+            numbers = (f"{row[m]:.4f}" for m in metrics)
+            table.append([label, *(row[n] for n in named), row["queries"], *numbers])
         sections.append(f"## {split}, per class\n\n{markdown_table(table)}\n")
     return "\n".join(sections)

@@ -5,7 +5,11 @@ import pytest
 from metric_runner.runner.checkpoint import CheckpointError
 from metric_runner.runner.cli import compose_config, run
 from metric_runner.runner.components import check_config
-from metric_runner.runner.evaluate import evaluate_checkpoint, per_class_tables
+from metric_runner.runner.evaluate import (
+    evaluate_checkpoint,
+    per_class_tables,
+    with_dataset_classes,
+)
 
 
 def test_per_class_tables_are_readable_markdown():
@@ -24,6 +28,34 @@ def test_per_class_tables_are_readable_markdown():
         "|---|---|---|",
         "| 5 | 3 | 1.0000 |",
         "| 7 | 2 | 0.5000 |",
+    ]
+
+
+def test_per_class_rows_name_the_dataset_class_of_renumbered_labels():
+    class Renumbered:
+        label_map = {"label": [101, 104]}  # run labels 0, 1 are the dataset's 101, 104
+
+    class Unchanged:
+        label_map = None
+
+    per_class = {
+        "test": {
+            "0": {"queries": 3, "precision_at_1": 1.0},
+            "1": {"queries": 2, "precision_at_1": 0.5},
+        },
+        "val": {"4": {"queries": 2, "precision_at_1": 0.0}},
+    }
+    named = with_dataset_classes(per_class, {"test": Renumbered(), "val": Unchanged()})
+    assert named["test"] == {
+        "0": {"dataset_class": 101, "queries": 3, "precision_at_1": 1.0},
+        "1": {"dataset_class": 104, "queries": 2, "precision_at_1": 0.5},
+    }
+    assert named["val"] == per_class["val"]
+    assert per_class_tables({"test": named["test"]}).splitlines()[2:] == [
+        "| class | dataset class | queries | precision_at_1 |",
+        "|---|---|---|---|",
+        "| 0 | 101 | 3 | 1.0000 |",
+        "| 1 | 104 | 2 | 0.5000 |",
     ]
 
 
