@@ -221,16 +221,21 @@ def load_image(path):
     try:
         return open_rgb(path)
     except FileNotFoundError as error:
-        raise DatasetNotFoundError(
-            f"image {path} is missing: restore it, or build the dataset again "
-            "(on_bad_image=skip leaves out missing and unreadable files)"
-        ) from error
+        raise missing_image(path) from error
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise CorruptImageError(
             f"cannot load image {path} ({error}); it is corrupt or truncated: replace or delete "
             "it, or build the dataset again (on_bad_image=skip leaves out files that fail the "
             "check of each file's header and end)"
         ) from error
+
+
+def missing_image(path):
+    """The error for an image deleted since the dataset was built."""
+    return DatasetNotFoundError(
+        f"image {path} is missing: restore it, or build the dataset again "
+        "(on_bad_image=skip leaves out missing and unreadable files)"
+    )
 
 
 # The last bytes of a complete file of each format, before any zero padding an encoder adds.

@@ -14,6 +14,7 @@ import warnings
 import torch
 from torch.utils.data import Dataset
 
+from .base_dataset import missing_image
 from .image_pipeline import JPEG_MAGIC, ImageFiles, ImageTransform, read_image
 
 DECODE_MODES = ("cpu", "gpu", "auto")
@@ -58,9 +59,12 @@ class EncodedImages(Dataset):
 def file_bytes(path):
     """The file's bytes as a uint8 tensor in ordinary memory. (torchvision.io.read_file's
     tensors cannot leave a worker process: sharing their storage fails with EBADF.)"""
-    with open(path, "rb") as file:
-        data = bytearray(os.fstat(file.fileno()).st_size)
-        file.readinto(data)
+    try:
+        with open(path, "rb") as file:
+            data = bytearray(os.fstat(file.fileno()).st_size)
+            file.readinto(data)
+    except FileNotFoundError as error:
+        raise missing_image(path) from error
     return torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 

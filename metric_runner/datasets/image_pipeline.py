@@ -6,7 +6,7 @@ import warnings
 import torch
 from torch.utils.data import Dataset
 
-from .base_dataset import DatasetError, open_rgb
+from .base_dataset import load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,29 +25,34 @@ JPEG_MAGIC = b"\xff\xd8"
 
 def read_image(path):
     """The image at `path` as a uint8 RGB tensor (3, H, W): JPEGs through decode_jpeg, PNG,
-    GIF and WebP through decode_image, anything else through PIL."""
+    GIF and WebP through decode_image, anything else through PIL. A file deleted since the
+    dataset was built raises DatasetNotFoundError, one that no decoder reads CorruptImageError,
+    each naming the file (base_dataset.load_image's errors)."""
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
     # torchvision 0.29 deprecates its decoders in favour of TorchCodec, warning on every call;
     # they are still the fastest decoder installed with torch, so the warning is silenced here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        data = read_file(str(path))
+        try:
+            data = read_file(str(path))
+        except RuntimeError:  # how torchvision reports a missing or unreadable file
+            return decoded_by_pil(path)
         try:
             if bytes(data[:2].numpy()) == JPEG_MAGIC:
                 return decode_jpeg(data, mode=ImageReadMode.RGB)
             return decode_image(data, mode=ImageReadMode.RGB)
         except RuntimeError:
-            pass  # a format torchvision does not decode (BMP, TIFF, PPM): PIL below
-    try:
-        from torchvision.transforms.functional import pil_to_tensor
+            pass  # a format torchvision does not decode (BMP, TIFF, PPM), or a corrupt file
+    return decoded_by_pil(path)
 
-        return pil_to_tensor(open_rgb(path))
-    except OSError as error:
-        raise DatasetError(
-            f"cannot decode image {path} ({error}); it is corrupt or truncated: replace or "
-            "delete it"
-        ) from None
+
+def decoded_by_pil(path):
+    """PIL's decoding, whose failures load_image turns into DatasetNotFoundError or
+    CorruptImageError naming the file and the fix."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    return pil_to_tensor(load_image(path))
 
 
 class ImageTransform:

@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from ..datasets.base_dataset import DatasetError
 from .callbacks.hooks import Callback
@@ -36,13 +37,15 @@ from .help import help_text
 from .processes import Processes, join_process_group, launched_processes, rank0_value
 from .registry import CONF_DIR, ConfigError, closest, listing, parse
 from .sweep import TrialReporting, run_job
-from .train import train
+from .train import data_error_line, train
 
-EXIT_CODES = {ConfigError: 2, CheckpointError: 1, RunError: 1}
+# A DatasetError of its own: a file changed or deleted since the dataset was built (mode=test).
+EXIT_CODES = {ConfigError: 2, CheckpointError: 1, RunError: 1, DatasetError: 1}
 # Overrides that pick a run to continue or evaluate, never replayed from a saved run.
 NOT_REPLAYED = ("resume", "checkpoint", "mode")
-# Hydra writes nothing of its own into the run directory of a resumed run.
-QUIET_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
+# Hydra leaves a resumed run's .hydra/ as the run began; its job logging appends the resumed
+# part to the run's metric-run.log (logging.FileHandler's mode "a").
+QUIET_HYDRA = ("hydra.output_subdir=null",)
 # Processes other than rank 0 under torchrun: rank 0 writes and logs for all.
 SILENT_HYDRA = ("hydra.output_subdir=null", "hydra/job_logging=disabled")
 # What Hydra (and the job record) put into a run directory before the run itself writes.
@@ -115,8 +118,9 @@ def hydra_app(cfg: DictConfig) -> float | None:
         logger.info("%s run finished; monitored score: %s", cfg.mode, score)
         return score
     except tuple(EXIT_CODES) as error:
-        log_to_files(logging.ERROR, str(error))
+        log_to_files(logging.ERROR, error_line(error))
         remove_unstarted_run_dir(cfg, Path(run_dir))
+        close_progress_bars()
         exit_with(error)
     except KeyboardInterrupt:
         hint = f"; continue with: metric-run resume={run_dir}" if cfg.mode == "train" else ""
@@ -125,8 +129,19 @@ def hydra_app(cfg: DictConfig) -> float | None:
 
 
 def exit_with(error: Exception) -> NoReturn:
-    print(f"metric-run: error: {error}", file=sys.stderr)
+    print(f"metric-run: error: {error_line(error)}", file=sys.stderr)
     sys.exit(exit_code(error))
+
+
+def close_progress_bars() -> None:
+    """Clears the bars an error stopped midway (the tester's "embedding splits"), which would
+    otherwise stay on the console with the error line printed after them on the same line."""
+    for bar in list(tqdm._instances):  # tqdm's own registry of open bars
+        bar.close()
+
+
+def error_line(error: Exception) -> str:
+    return data_error_line(error) if isinstance(error, DatasetError) else str(error)
 
 
 def exit_code(error: Exception) -> int:
@@ -134,7 +149,7 @@ def exit_code(error: Exception) -> int:
     problems (a dataset's own error reaches here wrapped in the ConfigError of its config)."""
     if isinstance(error.__cause__ or error.__context__, DatasetError):
         return 1
-    return EXIT_CODES[type(error)]
+    return next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
 
 
 def warn_about_ignored_amp(cfg: DictConfig) -> None:
@@ -208,7 +223,8 @@ def with_default_sweeper(arguments: list[str]) -> list[str]:
 
 def resume_arguments(run_dir: Path, arguments: Sequence[str]) -> list[str]:
     """The resumed run's own overrides (so `metric-run resume=DIR` needs nothing else), then
-    these, then: write into that directory and leave Hydra's files and log there untouched.
+    these, then: write into that directory, leave its .hydra/ files as they are and append to
+    its metric-run.log.
     `epochs` is the run's latest (its config.yaml), so an extended run stays extended."""
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         raise ConfigError(

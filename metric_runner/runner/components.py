@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from ..datasets.base_dataset import DatasetNotFoundError
 from ..datasets.batch_decode import DECODE_MODES
 from .callbacks.self_supervised_term import SelfSupervisedTerm
 from .data import Loading, loader_settings, loading
@@ -289,7 +290,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_splits(dataset_spec: Spec, names: Iterable[str]) -> dict[str, Dataset]:
-    splits = {name: dataset_spec.build(split=name) for name in names}
+    try:
+        splits = {name: dataset_spec.build(split=name) for name in names}
+    except ConfigError as error:
+        if not isinstance(error.__context__, DatasetNotFoundError):
+            raise
+        # The dataset's message speaks the library's language; say it in the runner's too.
+        raise ConfigError(
+            f"{error} (metric-run: dataset.root=PATH, or METRIC_RUNNER_DATA_DIR=DIR for the "
+            "folders under paths.data_dir; dataset.download=true fetches)"
+        ) from error.__context__
     for name, dataset in splits.items():
         if len(dataset) == 0:
             raise RunError(

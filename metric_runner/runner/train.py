@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import Dataset, RandomSampler
 
+from ..datasets.base_dataset import DatasetError
 from ..samplers import HierarchicalSampler
 from ..samplers.rank_share_sampler import RankShareSampler
 from ..trainers import (
@@ -161,6 +162,8 @@ def train(
             f"{checkpoints / 'last.pt'} (epoch {error.epoch - 1}) is the last good checkpoint: "
             "lower optimizer.lr or check the data"
         ) from None
+    except DatasetError as error:  # an image changed or deleted since the dataset was built
+        raise RunError(f"{run_position(trainer, state)}: {data_error_line(error)}") from None
     finally:
         hooks.end()
     processes.barrier()
@@ -175,6 +178,26 @@ def train(
         print(f"\n{table}\nRun directory: {run_dir}")
     leave_process_group(processes)
     return records
+
+
+def run_position(trainer: BaseTrainer, state: TrainingState) -> str:
+    """Where the run was: the trainer's epoch and step, or the evaluation after an epoch (the
+    end-of-epoch hooks start with state.progress.epoch = trainer.epoch; it lags while training)."""
+    if state.progress.epoch != trainer.epoch:
+        return f"epoch {trainer.epoch}, step {trainer.iteration + 1}"
+    if trainer.epoch == 0:
+        return "evaluating the untrained model"
+    return f"evaluating after epoch {trainer.epoch}"
+
+
+def data_error_line(error: DatasetError) -> str:
+    """The error's own message. A DataLoader worker's error comes back as the same class built
+    from the worker's whole traceback, which ends with that message after the class's name."""
+    message = str(error)
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return message
+    qualified_name = f"{type(error).__module__}.{type(error).__qualname__}: "
+    return message.rpartition(qualified_name)[2].strip() or message
 
 
 class Parts:

@@ -2,6 +2,8 @@
 CPU): the same pixels as PIL, the labels in the sampler's order, and the same transformed
 images the workers' path gives."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from metric_runner import losses
-from metric_runner.datasets.base_dataset import DatasetError
+from metric_runner.datasets.base_dataset import DatasetError, DatasetNotFoundError
 from metric_runner.datasets.batch_decode import (
     BatchDecoder,
     EncodedImages,
@@ -106,8 +108,16 @@ def test_a_corrupt_jpeg_in_the_batch_is_named(tmp_path):
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     images = ImageFiles([*paths, str(broken)], [*labels, 99], image_transform(False))
     batch = next(iter(encoded_batches(images, [0, 3, 1], 3)))
-    with pytest.raises(DatasetError, match=f"cannot decode image {broken}.*corrupt"):
+    with pytest.raises(DatasetError, match=f"cannot load image {broken}.*corrupt"):
         BatchDecoder(images.transform)(batch)
+
+
+def test_an_image_deleted_since_the_build_is_named(tmp_path):
+    paths, labels = make_images(tmp_path, count=3)
+    images = ImageFiles(paths, labels, image_transform(False))
+    Path(paths[1]).unlink()
+    with pytest.raises(DatasetNotFoundError, match=f"image {paths[1]} is missing: restore it"):
+        next(iter(encoded_batches(images, [0, 1, 2], 3)))
 
 
 def test_decode_modes():

@@ -35,7 +35,7 @@ def test_decoded_pixels_match_pil(tmp_path, suffix, mode, tolerance):
 def test_corrupt_image_names_the_file(tmp_path):
     path = tmp_path / "broken.jpg"
     path.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    with pytest.raises(DatasetError, match=f"cannot decode image {path}.*corrupt"):
+    with pytest.raises(DatasetError, match=f"cannot load image {path}.*corrupt"):
         read_image(path)
 
 

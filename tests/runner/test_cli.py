@@ -304,7 +304,7 @@ def test_the_run_log_holds_the_runs_lines_and_amp_on_cpu_is_reported_once(tmp_pa
 
 def test_a_value_left_to_the_user_is_named_before_the_run(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["metric-run", "dataset=cub"])
+    monkeypatch.setattr(sys, "argv", ["metric-run", "dataset=csv"])  # csv: root is the user's
     with pytest.raises(SystemExit) as stopped:
         cli.main()
     assert stopped.value.code == 2
